@@ -1,0 +1,43 @@
+# lienthong — set-up and everyday commands. Only Python 3.11+ is needed on the machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export AIRFLOW_HOME := $(CURDIR)/var/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export GX_ANALYTICS_ENABLED := false
+
+.PHONY: help install demo test airflow db-stop clean
+
+help:
+	@echo "make demo     set up, start the embedded warehouse, generate the sample province, run the ingest DAG"
+	@echo "make test     run the test suite (unit, PostgreSQL integration, DAG tests)"
+	@echo "make airflow  start 'airflow standalone' on the project's DAGs (UI on http://localhost:8080)"
+	@echo "make db-stop  stop the embedded PostgreSQL"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "lienthong needs Python 3.11+"'
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/lienthong demo run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+airflow: $(STAMP)
+	$(BIN)/lienthong db init
+	$(BIN)/airflow standalone
+
+db-stop: $(STAMP)
+	$(BIN)/lienthong db stop
+
+clean: db-stop
+	rm -rf var

@@ -1,0 +1,289 @@
+"""One library's export, end to end: source → landing → parse → normalise → validate → load.
+
+The DAG's mapped task and ``lienthong ingest`` both call :func:`ingest_library`. Every record read ends
+loaded, quarantined or unreadable (conservation), and the counts say which.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from lienthong import landing, load, sources, warehouse
+from lienthong.model import CanonicalRecord
+from lienthong.normalise import to_canonical
+from lienthong.parse import ParsedRecord, ParseError, Unreadable, read_records
+from lienthong.registry import Registry, load_registry
+from lienthong.validate import Failure, validate_batch
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 20_000
+DEFAULT_HOLD_DROP = 0.5  # an export with half the records of the last accepted one is held, not applied
+MAX_REASONS = 20
+
+
+class IngestError(RuntimeError):
+    """A library's ingest failed as a whole; the message names the library and the file."""
+
+
+@dataclass
+class IngestResult:
+    library: str
+    status: str  # applied | held | unchanged | no_export | failed
+    batch_id: int | None = None
+    file: str | None = None
+    sha256: str | None = None
+    read: int = 0
+    loaded: int = 0
+    quarantined: int = 0
+    unreadable: int = 0
+    items: int = 0
+    records_inserted: int = 0
+    records_closed: int = 0
+    message: str | None = None
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    warning_reasons: dict[str, int] = field(default_factory=dict)
+    unreadable_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def conserved(self) -> bool:
+        return self.read == self.loaded + self.quarantined + self.unreadable
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["conserved"] = self.conserved
+        return data
+
+
+def _duplicate_failure(rec: CanonicalRecord) -> Failure:
+    return Failure(
+        record_key=str(rec.record_index), local_id=rec.local_id, record_index=rec.record_index,
+        rule="duplicate_local_id", field="001", value=rec.local_id, severity="error",
+        message_vi=f"Số kiểm soát (001) '{rec.local_id}' xuất hiện nhiều lần trong cùng tệp xuất.",
+        fix_vi="Mỗi biểu ghi phải có một số kiểm soát 001 riêng; sửa hoặc xóa biểu ghi trùng rồi xuất lại.",
+    )
+
+
+def _chunks(stream: Iterator, size: int) -> Iterator[list]:
+    chunk: list = []
+    for entry in stream:
+        chunk.append(entry)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _last_batch(conn: sa.Connection, library_code: str):
+    return conn.execute(
+        sa.text(
+            """SELECT batch_id, sha256, status, records_read, records_loaded, records_quarantined,
+                      records_unreadable, items_loaded, status_reason
+               FROM core.batch WHERE library_code = :l AND status IN ('applied', 'held')
+               ORDER BY batch_id DESC LIMIT 1"""
+        ),
+        {"l": library_code},
+    ).mappings().first()
+
+
+class _BatchRun:
+    """The parse → validate → stage loop of one batch, accumulating counts and reasons."""
+
+    def __init__(self, engine: sa.Engine, batch_id: int, library_code: str, item_field: str):
+        self.engine = engine
+        self.batch_id = batch_id
+        self.library_code = library_code
+        self.item_field = item_field
+        self.result_counts = Counter()
+        self.quarantine_reasons: Counter = Counter()
+        self.warning_reasons: Counter = Counter()
+        self.unreadable_reasons: list[str] = []
+        self.seen_ids: set[str] = set()
+
+    def run(self, path: Path, file_format: str, encoding: str | None, chunk_size: int) -> None:
+        for chunk in _chunks(read_records(path, format=file_format, encoding=encoding), chunk_size):
+            self._chunk(chunk)
+
+    def _chunk(self, chunk: list[ParsedRecord | Unreadable]) -> None:
+        unreadable = [entry for entry in chunk if isinstance(entry, Unreadable)]
+        records = [to_canonical(entry, self.library_code, item_field=self.item_field)
+                   for entry in chunk if isinstance(entry, ParsedRecord)]
+        self.result_counts["read"] += len(chunk)
+        self.result_counts["unreadable"] += len(unreadable)
+        for entry in unreadable:
+            if len(self.unreadable_reasons) < MAX_REASONS:
+                self.unreadable_reasons.append(entry.reason)
+
+        validation = validate_batch(records)
+        failures = list(validation.failures)
+        for rec in records:
+            if rec.local_id in self.seen_ids:
+                failures.append(_duplicate_failure(rec))
+            self.seen_ids.add(rec.local_id)
+
+        errors_by_index: dict[int, list[str]] = {}
+        warned: set[int] = set()
+        incomplete: set[int] = set()
+        for failure in failures:
+            if failure.severity == "error":
+                errors_by_index.setdefault(failure.record_index, []).append(failure.rule)
+            else:
+                warned.add(failure.record_index)
+            if failure.rule.startswith("missing_"):
+                incomplete.add(failure.record_index)
+
+        loadable, quarantined = [], []
+        for rec in records:
+            reasons = errors_by_index.get(rec.record_index)
+            if reasons:
+                quarantined.append((rec, reasons))
+                self.quarantine_reasons.update(set(reasons))
+            else:
+                loadable.append(rec)
+        for failure in failures:
+            if failure.severity == "warning" and failure.record_index not in errors_by_index:
+                self.warning_reasons[failure.rule] += 1
+
+        flags = {rec.record_index: (rec.record_index in warned, rec.record_index not in incomplete)
+                 for rec in loadable}
+        n_records, n_items = load.stage_records(self.engine, self.batch_id, loadable, flags)
+        with self.engine.begin() as conn:
+            load.write_quarantine(conn, self.batch_id, self.library_code, quarantined)
+            load.write_failures(conn, self.batch_id, self.library_code, failures)
+            load.write_unreadable(conn, self.batch_id, self.library_code, unreadable)
+        self.result_counts["loaded"] += n_records
+        self.result_counts["items"] += n_items
+        self.result_counts["quarantined"] += len(quarantined)
+
+
+def ingest_library(
+    library_code: str,
+    file: str | Path | None = None,
+    *,
+    registry: Registry | None = None,
+    engine: sa.Engine | None = None,
+    chunk_size: int = CHUNK_SIZE,
+) -> IngestResult:
+    """Ingest the library's newest export (or ``file``) as a full snapshot of its catalogue."""
+    registry = registry or load_registry()
+    library = registry.libraries.get(library_code)
+    if library is None:
+        raise IngestError(f"library {library_code!r} is not in the registry {registry.path}")
+    source = library.source
+    path = Path(file) if file else sources.newest_export(library_code, source.location)
+    if path is None:
+        folder = sources.drop_folder(library_code, source.location)
+        return IngestResult(library_code, "no_export", message=f"no export file in {folder}")
+    if not path.is_file():
+        raise IngestError(f"library {library_code}: export file {path} does not exist")
+
+    engine = engine or warehouse.engine()
+    delivery = landing.land(engine, library_code, path, f"{source.transport}:{source.location or library_code}")
+    result = IngestResult(library_code, "failed", file=str(path), sha256=delivery.sha256)
+
+    # A session-level advisory lock serialises two runs of the same library for the whole run.
+    with engine.connect() as lock_conn:
+        lock_conn.execute(sa.text("SELECT pg_advisory_lock(:ns, hashtext(:l))"),
+                          {"ns": load.LIBRARY_LOCK_NAMESPACE, "l": library_code})
+        try:
+            return _ingest_locked(engine, library, delivery, path, result, chunk_size)
+        finally:
+            lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:ns, hashtext(:l))"),
+                              {"ns": load.LIBRARY_LOCK_NAMESPACE, "l": library_code})
+            lock_conn.commit()
+
+
+def _ingest_locked(engine, library, delivery, path: Path, result: IngestResult, chunk_size: int) -> IngestResult:
+    code = library.code
+    with engine.begin() as conn:
+        last = _last_batch(conn, code)
+        if last is not None and last["sha256"] == delivery.sha256:
+            result.status = "unchanged"
+            result.batch_id = last["batch_id"]
+            result.read, result.loaded = last["records_read"], last["records_loaded"]
+            result.quarantined, result.unreadable = last["records_quarantined"], last["records_unreadable"]
+            result.items = last["items_loaded"]
+            result.message = f"same export as batch {last['batch_id']} ({last['status']}); nothing changed"
+            return result
+        file_format = library.source.format
+        batch_id = conn.execute(
+            sa.text(
+                """INSERT INTO core.batch (library_code, delivery_id, sha256, file_name, file_format)
+                   VALUES (:l, :d, :s, :n, :f) RETURNING batch_id"""
+            ),
+            {"l": code, "d": delivery.delivery_id, "s": delivery.sha256, "n": delivery.original_name,
+             "f": file_format},
+        ).scalar_one()
+    result.batch_id = batch_id
+
+    run = _BatchRun(engine, batch_id, code, library.source.item_field)
+    try:
+        run.run(delivery.stored_path, file_format, library.source.encoding, chunk_size)
+    except ParseError as exc:
+        return _fail(engine, result, f"library {code}, file {path.name}: {exc}")
+    except Exception as exc:
+        _fail(engine, result, f"library {code}, file {path.name}: {type(exc).__name__}: {exc}")
+        raise IngestError(result.message) from exc
+
+    counts = run.result_counts
+    result.read, result.loaded, result.quarantined = counts["read"], counts["loaded"], counts["quarantined"]
+    result.unreadable, result.items = counts["unreadable"], counts["items"]
+    result.quarantine_reasons = dict(run.quarantine_reasons.most_common())
+    result.warning_reasons = dict(run.warning_reasons.most_common())
+    result.unreadable_reasons = run.unreadable_reasons
+
+    with engine.begin() as conn:
+        load.lock_library(conn, code)
+        current = load.current_record_count(conn, code)
+        incoming = result.loaded + result.quarantined
+        threshold = getattr(library.source, "hold_drop", None) or DEFAULT_HOLD_DROP
+        if current and incoming < current * (1 - threshold):
+            result.status = "held"
+            result.message = (f"held: the export has {incoming} records against {current} in the last accepted "
+                              f"state (a drop over {threshold:.0%}); the library keeps its last good data")
+        else:
+            applied = load.apply_snapshot(conn, batch_id, code)
+            result.status = "applied"
+            result.records_inserted = applied["records_inserted"]
+            result.records_closed = applied["records_closed"]
+        load.clear_staging(conn, batch_id)
+        conn.execute(
+            sa.text(
+                """UPDATE core.batch SET status = :status, status_reason = :reason, finished_at = now(),
+                          records_read = :read, records_loaded = :loaded, records_quarantined = :quarantined,
+                          records_unreadable = :unreadable, items_loaded = :items,
+                          records_inserted = :inserted, records_closed = :closed
+                   WHERE batch_id = :b"""
+            ),
+            {"status": result.status, "reason": result.message, "read": result.read, "loaded": result.loaded,
+             "quarantined": result.quarantined, "unreadable": result.unreadable, "items": result.items,
+             "inserted": result.records_inserted, "closed": result.records_closed, "b": batch_id},
+        )
+    if not result.conserved:  # a bug, never bad input: fail loudly
+        raise IngestError(f"library {code}: conservation broken: {result.to_dict()}")
+    log.info("library %s: %s read=%d loaded=%d quarantined=%d unreadable=%d", code, result.status,
+             result.read, result.loaded, result.quarantined, result.unreadable)
+    return result
+
+
+def _fail(engine: sa.Engine, result: IngestResult, message: str) -> IngestResult:
+    """Mark the batch failed and drop its partial rows; core is untouched."""
+    result.status = "failed"
+    result.message = message
+    result.read = result.loaded = result.quarantined = result.unreadable = result.items = 0
+    with engine.begin() as conn:
+        load.clear_staging(conn, result.batch_id)
+        for table in ("quality.check_failure", "quality.quarantine", "quality.unreadable"):
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE batch_id = :b"), {"b": result.batch_id})
+        conn.execute(
+            sa.text("UPDATE core.batch SET status = 'failed', status_reason = :r, finished_at = now() "
+                    "WHERE batch_id = :b"),
+            {"r": message, "b": result.batch_id},
+        )
+    return result

@@ -1,0 +1,195 @@
+"""Load: COPY a batch into staging, then apply it to core as one snapshot in one transaction.
+
+Core keeps history: a record version lives from ``valid_from`` to ``valid_to``; an unchanged record (same
+record hash) keeps its row, a changed one gets a new version, a record gone from a full export is closed.
+A record quarantined in this batch keeps its last good version, so a bad export never wipes good data.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+
+import sqlalchemy as sa
+
+from lienthong.model import CanonicalRecord
+
+# Lock namespace for pg_advisory_xact_lock(namespace, hashtext(library_code)).
+LIBRARY_LOCK_NAMESPACE = 7426
+
+RECORD_COLUMNS = (
+    "batch_id", "local_id", "record_index", "byte_offset", "title", "author", "pub_place", "publisher",
+    "pub_year", "isbns", "language", "keywords", "subjects", "call_number", "quantity", "encoding", "repairs",
+    "record_hash", "has_warnings", "is_complete",
+)
+ITEM_COLUMNS = (
+    "batch_id", "local_id", "item_seq", "accession_number", "call_number", "barcode", "collection", "item_type",
+    "location", "status",
+)
+
+
+def _copy(raw_connection, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
+    """COPY rows in CSV form: strings quoted, None unquoted (NULL), so '' and NULL stay distinct."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+    count = 0
+    for row in rows:
+        writer.writerow(row)
+        count += 1
+    if not count:
+        return 0
+    buffer.seek(0)
+    with raw_connection.cursor() as cursor:
+        cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", buffer)
+    return count
+
+
+def _json(value) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def stage_records(
+    engine: sa.Engine, batch_id: int, records: Sequence[CanonicalRecord], flags: dict[int, tuple[bool, bool]]
+) -> tuple[int, int]:
+    """COPY loadable records and their items into staging; flags[record_index] = (has_warnings, is_complete)."""
+    record_rows, item_rows = [], []
+    for rec in records:
+        has_warnings, is_complete = flags[rec.record_index]
+        record_rows.append((
+            batch_id, rec.local_id, rec.record_index, rec.byte_offset, rec.title, rec.author, rec.pub_place,
+            rec.publisher, rec.pub_year, _json(rec.isbns), rec.language, _json(rec.keywords), _json(rec.subjects),
+            rec.call_number, rec.quantity, rec.encoding, _json(rec.repairs), rec.record_hash, has_warnings,
+            is_complete,
+        ))
+        for seq, item in enumerate(rec.items):
+            item_rows.append((
+                batch_id, rec.local_id, seq, item.accession_number, item.call_number, item.barcode,
+                item.collection, item.item_type, item.location, item.status,
+            ))
+    raw = engine.raw_connection()
+    try:
+        n_records = _copy(raw, "staging.record", RECORD_COLUMNS, record_rows)
+        n_items = _copy(raw, "staging.item", ITEM_COLUMNS, item_rows)
+        raw.commit()
+    finally:
+        raw.close()
+    return n_records, n_items
+
+
+def write_quarantine(conn: sa.Connection, batch_id: int, library_code: str,
+                     records: Sequence[tuple[CanonicalRecord, list[str]]]) -> None:
+    if not records:
+        return
+    conn.execute(
+        sa.text(
+            """INSERT INTO quality.quarantine (batch_id, library_code, local_id, record_index, record_hash, title,
+                                               reasons, record)
+               VALUES (:batch, :library, :local_id, :idx, :hash, :title, :reasons, CAST(:record AS jsonb))"""
+        ),
+        [
+            {"batch": batch_id, "library": library_code, "local_id": rec.local_id, "idx": rec.record_index,
+             "hash": rec.record_hash, "title": rec.title, "reasons": reasons, "record": _json(asdict(rec))}
+            for rec, reasons in records
+        ],
+    )
+
+
+def write_failures(conn: sa.Connection, batch_id: int, library_code: str, failures: Sequence) -> None:
+    if not failures:
+        return
+    conn.execute(
+        sa.text(
+            """INSERT INTO quality.check_failure (batch_id, library_code, local_id, record_index, rule, field, value,
+                                                  severity, message_vi, fix_vi)
+               VALUES (:batch, :library, :local_id, :idx, :rule, :field, :value, :severity, :message, :fix)"""
+        ),
+        [
+            {"batch": batch_id, "library": library_code, "local_id": f.local_id, "idx": f.record_index,
+             "rule": f.rule, "field": f.field, "value": None if f.value is None else str(f.value),
+             "severity": f.severity, "message": f.message_vi, "fix": f.fix_vi}
+            for f in failures
+        ],
+    )
+
+
+def write_unreadable(conn: sa.Connection, batch_id: int, library_code: str, unreadable: Sequence) -> None:
+    if not unreadable:
+        return
+    conn.execute(
+        sa.text(
+            """INSERT INTO quality.unreadable (batch_id, library_code, record_index, byte_offset, reason)
+               VALUES (:batch, :library, :idx, :offset, :reason)"""
+        ),
+        [{"batch": batch_id, "library": library_code, "idx": u.index, "offset": u.offset, "reason": u.reason}
+         for u in unreadable],
+    )
+
+
+def lock_library(conn: sa.Connection, library_code: str) -> None:
+    """Two runs for the same library are serialised for the length of the transaction."""
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:ns, hashtext(:l))"),
+                 {"ns": LIBRARY_LOCK_NAMESPACE, "l": library_code})
+
+
+def current_record_count(conn: sa.Connection, library_code: str) -> int:
+    return conn.execute(
+        sa.text("SELECT count(*) FROM core.record WHERE library_code = :l AND valid_to IS NULL"), {"l": library_code}
+    ).scalar_one()
+
+
+_CLOSE_GONE_OR_CHANGED = sa.text(
+    """UPDATE core.record r SET valid_to = now(), closed_by_batch = :b
+       WHERE r.library_code = :l AND r.valid_to IS NULL
+         AND NOT EXISTS (SELECT 1 FROM staging.record s
+                         WHERE s.batch_id = :b AND s.local_id = r.local_id AND s.record_hash = r.record_hash)
+         AND NOT EXISTS (SELECT 1 FROM quality.quarantine q WHERE q.batch_id = :b AND q.local_id = r.local_id)"""
+)
+
+_REFRESH_FLAGS = sa.text(
+    """UPDATE core.record r SET has_warnings = s.has_warnings, is_complete = s.is_complete
+       FROM staging.record s
+       WHERE s.batch_id = :b AND r.library_code = :l AND r.valid_to IS NULL AND s.local_id = r.local_id
+         AND (r.has_warnings, r.is_complete) IS DISTINCT FROM (s.has_warnings, s.is_complete)"""
+)
+
+_INSERT_NEW_VERSIONS = sa.text(
+    """WITH new_version AS (
+           INSERT INTO core.record (library_code, local_id, record_hash, title, author, pub_place, publisher,
+                                    pub_year, isbns, language, keywords, subjects, call_number, quantity, encoding,
+                                    repairs, has_warnings, is_complete, valid_from, loaded_by_batch)
+           SELECT :l, s.local_id, s.record_hash, s.title, s.author, s.pub_place, s.publisher, s.pub_year,
+                  ARRAY(SELECT jsonb_array_elements_text(s.isbns)), s.language,
+                  ARRAY(SELECT jsonb_array_elements_text(s.keywords)),
+                  ARRAY(SELECT jsonb_array_elements_text(s.subjects)), s.call_number, s.quantity, s.encoding,
+                  ARRAY(SELECT jsonb_array_elements_text(s.repairs)), s.has_warnings, s.is_complete, now(), :b
+           FROM staging.record s
+           WHERE s.batch_id = :b
+             AND NOT EXISTS (SELECT 1 FROM core.record r
+                             WHERE r.library_code = :l AND r.valid_to IS NULL AND r.local_id = s.local_id)
+           RETURNING record_id, local_id
+       ), new_items AS (
+           INSERT INTO core.item (record_id, library_code, item_seq, accession_number, call_number, barcode,
+                                  collection, item_type, location, status)
+           SELECT nv.record_id, :l, si.item_seq, si.accession_number, si.call_number, si.barcode, si.collection,
+                  si.item_type, si.location, si.status
+           FROM staging.item si JOIN new_version nv ON nv.local_id = si.local_id
+           WHERE si.batch_id = :b
+           RETURNING 1
+       )
+       SELECT (SELECT count(*) FROM new_version), (SELECT count(*) FROM new_items)"""
+)
+
+
+def apply_snapshot(conn: sa.Connection, batch_id: int, library_code: str) -> dict:
+    """Make core match the staged full export (caller holds the library lock, in one transaction)."""
+    closed = conn.execute(_CLOSE_GONE_OR_CHANGED, {"b": batch_id, "l": library_code}).rowcount
+    conn.execute(_REFRESH_FLAGS, {"b": batch_id, "l": library_code})
+    inserted, items = conn.execute(_INSERT_NEW_VERSIONS, {"b": batch_id, "l": library_code}).one()
+    return {"records_closed": closed, "records_inserted": int(inserted), "items_inserted": int(items)}
+
+
+def clear_staging(conn: sa.Connection, batch_id: int) -> None:
+    conn.execute(sa.text("DELETE FROM staging.item WHERE batch_id = :b"), {"b": batch_id})
+    conn.execute(sa.text("DELETE FROM staging.record WHERE batch_id = :b"), {"b": batch_id})

@@ -1,0 +1,60 @@
+"""The canonical record: the contract between normalise, validate and load.
+
+Every export format ends up as these two dataclasses, so later stages never see MARC, CSV or XLSX.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Item:
+    """One physical copy held by a library."""
+
+    accession_number: str | None = None  # số đăng ký cá biệt (ĐKCB)
+    call_number: str | None = None  # ký hiệu xếp giá
+    barcode: str | None = None
+    collection: str | None = None
+    item_type: str | None = None
+    location: str | None = None
+    status: str | None = None
+
+
+@dataclass
+class CanonicalRecord:
+    """One bibliographic record of one library, format-independent and NFC."""
+
+    library_code: str
+    local_id: str
+    record_index: int
+    byte_offset: int | None = None
+    title: str | None = None
+    author: str | None = None
+    pub_place: str | None = None
+    publisher: str | None = None
+    pub_year: str | None = None
+    isbns: list[str] = field(default_factory=list)
+    language: str | None = None
+    keywords: list[str] = field(default_factory=list)
+    subjects: list[str] = field(default_factory=list)
+    call_number: str | None = None
+    quantity: int | None = None
+    encoding: str = "utf-8"
+    repairs: list[str] = field(default_factory=list)
+    items: list[Item] = field(default_factory=list)
+    record_hash: str = ""
+
+    CONTENT_FIELDS = (
+        "local_id", "title", "author", "pub_place", "publisher", "pub_year", "isbns", "language",
+        "keywords", "subjects", "call_number", "quantity",
+    )
+
+    def compute_hash(self) -> str:
+        """Hash of the content only (not the position in the file), so an unchanged record keeps its hash."""
+        content = {name: getattr(self, name) for name in self.CONTENT_FIELDS}
+        content["items"] = [asdict(item) for item in self.items]
+        payload = json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        self.record_hash = hashlib.sha256(payload.encode("utf-8")).hexdigest()
+        return self.record_hash

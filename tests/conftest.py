@@ -1,0 +1,97 @@
+"""Test fixtures: a real PostgreSQL warehouse (embedded, database ``lienthong_test``) and a private Airflow home.
+
+Set LIENTHONG_TEST_WAREHOUSE_URL to run against a server instead; its database is wiped by the tests.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MARC_PUBLIC = (ROOT.parent / "shared" / "data" / "marc-public").resolve()
+
+# Airflow reads its configuration at import: point it at a private home before anything imports it.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="lienthong-airflow-"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ["GX_ANALYTICS_ENABLED"] = "false"
+os.environ["LIENTHONG_TASK_RETRIES"] = "0"
+if os.environ.get("LIENTHONG_TEST_WAREHOUSE_URL"):
+    os.environ["LIENTHONG_WAREHOUSE_URL"] = os.environ["LIENTHONG_TEST_WAREHOUSE_URL"]
+else:
+    os.environ.pop("LIENTHONG_WAREHOUSE_URL", None)
+    os.environ["LIENTHONG_WAREHOUSE_DB"] = "lienthong_test"
+
+TRUNCATE = """TRUNCATE quality.check_failure, quality.quarantine, quality.unreadable, core.item, core.record,
+              core.batch, landing.delivery, staging.record, staging.item RESTART IDENTITY CASCADE"""
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory) -> Path:
+    """Drop folders and landing store of the test session (the server's data stays in var/pgdata)."""
+    path = tmp_path_factory.mktemp("lienthong-var")
+    os.environ["LIENTHONG_DROP_ROOT"] = str(path / "drop")
+    os.environ["LIENTHONG_LANDING_ROOT"] = str(path / "landing")
+    return path
+
+
+@pytest.fixture(scope="session")
+def warehouse_engine(state_dir):
+    """A migrated, empty warehouse database for the session."""
+    import sqlalchemy as sa
+
+    from lienthong import dimensions, migrations, warehouse
+
+    if warehouse.is_embedded():
+        admin = sa.create_engine(warehouse.sqlalchemy_url("postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text("DROP DATABASE IF EXISTS lienthong_test WITH (FORCE)"))
+        admin.dispose()
+    else:
+        engine = warehouse.engine()
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA IF EXISTS landing, staging, core, quality, catalog, marts CASCADE"))
+            conn.execute(sa.text("DROP TABLE IF EXISTS public.alembic_version"))
+    warehouse.dispose_engines()
+    engine = warehouse.engine()
+    migrations.upgrade(engine)
+    dimensions.load_registry_dimensions(engine)
+    yield engine
+    warehouse.dispose_engines()
+
+
+@pytest.fixture
+def clean_warehouse(warehouse_engine):
+    """The session warehouse with no batches, records or deliveries (registry dimensions kept)."""
+    import sqlalchemy as sa
+
+    with warehouse_engine.begin() as conn:
+        conn.execute(sa.text(TRUNCATE))
+    return warehouse_engine
+
+
+@pytest.fixture(scope="session")
+def airflow_db(state_dir):
+    """Airflow's SQLite metadata database, migrated once for the DAG tests."""
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def demo_province(state_dir) -> dict:
+    """The sample province at a small scale in the session's drop folders; returns its ground truth."""
+    from lienthong import config
+    from lienthong.demo import generate_province
+    from lienthong.demo_run import library_specs
+    from lienthong.registry import load_registry
+
+    return generate_province(library_specs(load_registry()), config.drop_root(), scale=0.25, seed=7)

@@ -1,0 +1,144 @@
+"""One library end to end against the real warehouse: snapshots, history, quarantine, holds, re-runs."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from lienthong.ingest import ingest_library
+from lienthong.registry import load_registry
+from tests.marc_builders import book, write_marc
+
+LIBRARY = "THPT-LUONGSON"
+
+
+@pytest.fixture
+def library_code(clean_warehouse):
+    registry = load_registry()
+    assert LIBRARY in registry.libraries, "the registry must hold the Lương Sơn lead school"
+    return LIBRARY
+
+
+def _current(engine, code):
+    with engine.connect() as conn:
+        return {row.local_id: row for row in conn.execute(sa.text(
+            "SELECT local_id, record_id, record_hash, title, is_complete, has_warnings FROM core.record "
+            "WHERE library_code = :l AND valid_to IS NULL"), {"l": code})}
+
+
+def test_snapshot_is_loaded_with_conservation(library_code, clean_warehouse, tmp_path):
+    records = [book(f"R{i}", f"Sách số {i}", items=((f"STK.{i:06d}", "510 T406"),)) for i in range(10)]
+    records.append(book("R-notitle", None))                       # error: quarantined
+    records.append(book("R-nokw", "Ngữ văn 11", keywords=()))    # warning: loaded, incomplete
+    result = ingest_library(library_code, write_marc(tmp_path / "export.mrc", records))
+
+    assert result.status == "applied"
+    assert (result.read, result.loaded, result.quarantined, result.unreadable) == (12, 11, 1, 0)
+    assert result.conserved
+    assert result.quarantine_reasons == {"missing_title": 1}
+    current = _current(clean_warehouse, library_code)
+    assert set(current) == {f"R{i}" for i in range(10)} | {"R-nokw"}
+    assert current["R-nokw"].has_warnings and not current["R-nokw"].is_complete
+    assert current["R1"].is_complete and current["R1"].title == "Sách số 1"
+    with clean_warehouse.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM core.item")).scalar_one() == 11
+        quarantined = conn.execute(sa.text("SELECT local_id, reasons FROM quality.quarantine")).all()
+        assert [(q.local_id, q.reasons) for q in quarantined] == [("R-notitle", ["missing_title"])]
+        staged = conn.execute(sa.text("SELECT count(*) FROM staging.record")).scalar_one()
+        assert staged == 0
+
+
+def test_reingesting_the_same_file_changes_nothing(library_code, clean_warehouse, tmp_path):
+    path = write_marc(tmp_path / "export.mrc", [book(f"R{i}") for i in range(5)])
+    first = ingest_library(library_code, path)
+    tables = ("core.batch", "core.record", "core.item", "landing.delivery", "quality.check_failure")
+
+    def counts():
+        with clean_warehouse.connect() as conn:
+            return [conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables]
+
+    before = counts()
+    second = ingest_library(library_code, path)
+    assert second.status == "unchanged"
+    assert second.batch_id == first.batch_id
+    assert (second.read, second.loaded) == (first.read, first.loaded)
+    assert counts() == before
+
+
+def test_changes_keep_history(library_code, clean_warehouse, tmp_path):
+    v1 = [book("A", "Toán 10"), book("B", "Vật lí 10"), book("C", "Hóa học 10")]
+    ingest_library(library_code, write_marc(tmp_path / "v1.mrc", v1))
+    with clean_warehouse.connect() as conn:
+        between = conn.execute(sa.text("SELECT now()")).scalar_one()
+    time.sleep(0.05)
+    v2 = [book("A", "Toán 10"), book("B", "Vật lí 10 (tái bản)"), book("D", "Sinh học 10")]
+    result = ingest_library(library_code, write_marc(tmp_path / "v2.mrc", v2))
+    assert result.status == "applied"
+    assert (result.records_inserted, result.records_closed) == (2, 2)  # B changed, C gone, D new
+
+    current = _current(clean_warehouse, library_code)
+    assert {k: v.title for k, v in current.items()} == {"A": "Toán 10", "B": "Vật lí 10 (tái bản)",
+                                                        "D": "Sinh học 10"}
+    with clean_warehouse.connect() as conn:
+        as_of = conn.execute(sa.text(
+            """SELECT local_id, title FROM core.record WHERE library_code = :l AND valid_from <= :t
+               AND (valid_to IS NULL OR valid_to > :t) ORDER BY local_id"""), {"l": library_code, "t": between}).all()
+    assert [tuple(r) for r in as_of] == [("A", "Toán 10"), ("B", "Vật lí 10"), ("C", "Hóa học 10")]
+
+
+def test_quarantined_record_keeps_its_last_good_version(library_code, clean_warehouse, tmp_path):
+    ingest_library(library_code, write_marc(tmp_path / "v1.mrc", [book("A", "Toán 10"), book("B", "Tin học 10")]))
+    result = ingest_library(library_code, write_marc(tmp_path / "v2.mrc", [book("A", None), book("B", "Tin học 10")]))
+    assert (result.loaded, result.quarantined) == (1, 1)
+    current = _current(clean_warehouse, library_code)
+    assert current["A"].title == "Toán 10"
+
+
+def test_far_smaller_export_is_held(library_code, clean_warehouse, tmp_path):
+    ingest_library(library_code, write_marc(tmp_path / "full.mrc", [book(f"R{i}") for i in range(10)]))
+    before = _current(clean_warehouse, library_code)
+    result = ingest_library(library_code, write_marc(tmp_path / "small.mrc", [book("R1")]))
+    assert result.status == "held"
+    assert "keeps its last good data" in result.message
+    assert _current(clean_warehouse, library_code) == before
+    empty = ingest_library(library_code, write_marc(tmp_path / "empty.mrc", []))
+    assert empty.status == "held" and empty.read == 0
+
+
+def test_duplicate_control_numbers_are_quarantined(library_code, clean_warehouse, tmp_path):
+    result = ingest_library(library_code, write_marc(tmp_path / "dup.mrc", [book("A"), book("A", "Khác")]))
+    assert (result.loaded, result.quarantined) == (1, 1)
+    assert result.quarantine_reasons == {"duplicate_local_id": 1}
+
+
+def test_not_an_export_fails_clearly_and_keeps_data(library_code, clean_warehouse, tmp_path):
+    ingest_library(library_code, write_marc(tmp_path / "good.mrc", [book("A")]))
+    junk = tmp_path / "junk.mrc"
+    junk.write_bytes(b"\x00\x01 this is not MARC at all")
+    result = ingest_library(library_code, junk)
+    assert result.status in {"failed", "held"}
+    assert result.conserved
+    assert set(_current(clean_warehouse, library_code)) == {"A"}
+
+
+def test_unknown_library_is_a_clear_error(clean_warehouse, tmp_path):
+    from lienthong.ingest import IngestError
+
+    with pytest.raises(IngestError, match="NO-SUCH-LIB"):
+        ingest_library("NO-SUCH-LIB", write_marc(tmp_path / "x.mrc", [book("A")]))
+
+
+def test_cli_ingest_json(library_code, clean_warehouse, tmp_path):
+    path = write_marc(tmp_path / "cli.mrc", [book("A"), book("B", None)])
+    out = subprocess.run([sys.executable, "-m", "lienthong.cli", "ingest", "--library", library_code,
+                          "--file", str(path), "--json"], capture_output=True, text=True, env=os.environ.copy())
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert {k: data[k] for k in ("read", "loaded", "quarantined", "unreadable")} == {
+        "read": 2, "loaded": 1, "quarantined": 1, "unreadable": 0}
+    assert data["quarantine_reasons"] == {"missing_title": 1}

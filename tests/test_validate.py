@@ -1,0 +1,357 @@
+"""validate.py: the mandatory-element suite run with real Great Expectations (no mocks)."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lienthong import validate as v
+from lienthong.model import CanonicalRecord, Item
+
+PROJECT = Path(__file__).resolve().parents[1]
+SUITE_FILE = PROJECT / "expectations" / "mandatory_elements.json"
+
+ERROR_RULES = {"missing_title", "missing_accession_number", "missing_call_number"}
+WARNING_RULES = {
+    "missing_author", "missing_pub_place", "missing_publisher", "missing_pub_year",
+    "missing_keywords", "missing_subject",
+}
+
+
+def complete(index: int, **changes) -> CanonicalRecord:
+    """A record with all seven mandatory elements; `changes` removes or alters some."""
+    values = dict(
+        library_code="THCS-DABAC",
+        local_id=f"BIB{index:04d}",
+        record_index=index,
+        title="Dế Mèn phiêu lưu ký",
+        author="Tô Hoài",
+        pub_place="Hà Nội",
+        publisher="Kim Đồng",
+        pub_year="2019",
+        keywords=["Truyện", "Thiếu nhi"],
+        subjects=["Văn học thiếu nhi"],
+        call_number=None,
+        items=[
+            Item(accession_number=f"STK.{index:05d}", call_number="8(V)23 / T450H", item_type="STK"),
+            Item(accession_number=f"STK.{index:05d}b", call_number="8(V)23 / T450H", item_type="STK"),
+        ],
+    )
+    values.update(changes)
+    return CanonicalRecord(**values)
+
+
+def batch() -> list[CanonicalRecord]:
+    return [
+        complete(0),
+        complete(1, title=None),
+        complete(2, author=None),
+        complete(3, pub_place=None),
+        complete(4, publisher=None),
+        complete(5, pub_year=None),
+        complete(6, keywords=[]),
+        complete(7, subjects=[]),
+        complete(8, items=[Item(accession_number=None, call_number="8(V)23"), Item(accession_number="  ")]),
+        complete(9, call_number=None, items=[Item(accession_number="STK.00009", call_number=None)]),
+        # SGK register line: a quantity instead of ĐKCB, no items; the call number is record-level.
+        complete(10, title="Toán 6 - Tập 1", quantity=40, items=[], call_number="51 / T406"),
+        complete(11, title="   \t "),  # blank-only title, normalised to None
+        complete(12, local_id="", keywords=["  ", ""], call_number="895.922 / T450H", items=[
+            Item(accession_number="STK.00012", call_number=None),
+        ]),
+    ]
+
+
+EXPECTED = {
+    "0": set(),
+    "1": {("missing_title", "title", "error")},
+    "2": {("missing_author", "author", "warning")},
+    "3": {("missing_pub_place", "pub_place", "warning")},
+    "4": {("missing_publisher", "publisher", "warning")},
+    "5": {("missing_pub_year", "pub_year", "warning")},
+    "6": {("missing_keywords", "keywords", "warning")},
+    "7": {("missing_subject", "subjects", "warning")},
+    "8": {("missing_accession_number", "accession_numbers", "error")},
+    "9": {("missing_call_number", "call_number", "error")},
+    "10": set(),
+    "11": {("missing_title", "title", "error")},
+    "12": {("missing_keywords", "keywords", "warning")},
+}
+
+
+def failure_sets(result: v.BatchValidation) -> dict[str, set[tuple[str, str, str]]]:
+    found: dict[str, set] = {}
+    for f in result.failures:
+        found.setdefault(f.record_key, set()).add((f.rule, f.field, f.severity))
+    return found
+
+
+def assert_plain_json(value) -> None:
+    """Only dict/list/str/int/float(finite)/bool/None, as json.dumps(allow_nan=False) needs."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            assert type(key) is str
+            assert_plain_json(item)
+    elif isinstance(value, list):
+        for item in value:
+            assert_plain_json(item)
+    else:
+        assert value is None or type(value) in (str, int, float, bool), (value, type(value))
+        if type(value) is float:
+            assert math.isfinite(value)
+
+
+@pytest.fixture(scope="module")
+def result() -> v.BatchValidation:
+    return v.validate_batch(batch())
+
+
+# ------------------------------------------------------------------------------------------- the suite
+
+
+def test_suite_loads_with_meta_contract():
+    suite = v.load_suite()
+    assert suite.name == "mandatory_elements"
+    metas = [e.meta for e in suite.expectations]
+    assert {m["rule"] for m in metas} == ERROR_RULES | WARNING_RULES
+    for m in metas:
+        assert set(m) >= {"rule", "field", "severity", "message_vi", "fix_vi"}
+        assert m["severity"] == ("error" if m["rule"] in ERROR_RULES else "warning")
+        assert m["message_vi"].strip() and m["fix_vi"].strip()
+    fields = {m["rule"]: m["field"] for m in metas}
+    assert fields["missing_title"] == "title"
+    assert fields["missing_accession_number"] == "accession_numbers"
+    assert {fields[r] for r in ("missing_pub_place", "missing_publisher", "missing_pub_year")} == {
+        "pub_place", "publisher", "pub_year"
+    }
+    assert "severity_policy" in suite.meta
+    # The file is plain JSON loadable without lienthong.
+    import great_expectations as gx
+
+    with SUITE_FILE.open(encoding="utf-8") as f:
+        assert len(gx.ExpectationSuite(**json.load(f)).expectations) == 9
+
+
+def test_every_suite_column_is_in_the_frame():
+    suite = v.load_suite()
+    for expectation in suite.expectations:
+        assert expectation.column in v.COLUMNS
+
+
+# ------------------------------------------------------------------------------------------- the frame
+
+
+def test_records_frame_shape_and_values():
+    df = v.records_frame(batch())
+    assert list(df.columns) == list(v.COLUMNS)
+    assert len(df) == 13
+    assert df["record_key"].tolist() == [str(i) for i in range(13)]
+    assert df["record_key"].is_unique
+    for name in v.TEXT_COLUMNS:
+        assert df[name].dtype == object, name
+        assert all(value is None or type(value) is str for value in df[name]), name
+    assert str(df["quantity"].dtype) == "Int64"
+    assert str(df["record_index"].dtype) == "int64"
+
+    row = df.iloc[0]
+    assert row["keywords"] == "Truyện; Thiếu nhi"
+    assert row["subjects"] == "Văn học thiếu nhi"
+    assert row["accession_numbers"] == "STK.00000; STK.00000b"
+    assert row["call_number"] == "8(V)23 / T450H"  # first item's, the record has none
+    assert df.iloc[8]["accession_numbers"] is None  # None and blank ĐKCB only
+    assert df.iloc[9]["call_number"] is None
+    assert df.iloc[10]["quantity"] == 40 and df.iloc[10]["accession_numbers"] is None
+    assert df.iloc[11]["title"] is None
+    assert df.iloc[12]["keywords"] is None
+    assert df.iloc[12]["call_number"] == "895.922 / T450H"  # record-level wins
+    assert df.iloc[12]["local_id"] == "idx:12"
+    assert pd.isna(df.iloc[0]["quantity"])
+
+
+def test_records_frame_empty_has_all_columns():
+    df = v.records_frame([])
+    assert list(df.columns) == list(v.COLUMNS) and len(df) == 0
+
+
+# ------------------------------------------------------------------------------------------- results
+
+
+def test_exact_failures_per_record(result):
+    found = failure_sets(result)
+    assert {key: found.get(key, set()) for key in EXPECTED} == EXPECTED
+    assert set(found) <= set(EXPECTED)
+    assert len(result.failures) == sum(len(s) for s in EXPECTED.values())
+    assert result.success is False
+
+
+def test_failure_details(result):
+    suite_meta = {e.meta["rule"]: e.meta for e in v.load_suite().expectations}
+    for f in result.failures:
+        assert f.value is None  # null checks
+        assert f.message_vi == suite_meta[f.rule]["message_vi"]
+        assert f.fix_vi == suite_meta[f.rule]["fix_vi"]
+        assert f.record_index == int(f.record_key)
+        assert type(f.record_index) is int
+    title = [f for f in result.failures if f.record_key == "1"][0]
+    assert title.local_id == "BIB0001"
+    assert "nhan đề" in title.message_vi and "245$a" in title.fix_vi
+    assert [f.local_id for f in result.failures if f.record_key == "12"] == ["idx:12"]
+    # Sorted by position in the file.
+    assert [f.record_index for f in result.failures] == sorted(f.record_index for f in result.failures)
+    json.dumps([f.to_dict() for f in result.failures], ensure_ascii=False)
+
+
+def test_textbook_line_with_quantity_is_exempt_from_accession_rule(result):
+    assert result.failures_for("10") == []
+    assert "10" not in result.error_keys() | result.warning_keys()
+
+
+def test_error_and_warning_keys(result):
+    assert result.error_keys() == {"1", "8", "9", "11"}
+    assert result.warning_keys() == {"2", "3", "4", "5", "6", "7", "12"}
+
+
+def test_statistics(result):
+    stats = result.statistics
+    assert_plain_json(stats)
+    json.dumps(stats, allow_nan=False)
+    assert stats["records"] == 13
+    assert stats["evaluated_expectations"] == 9
+    assert stats["successful_expectations"] == 0
+    assert stats["unsuccessful_expectations"] == 9
+    assert stats["failures"] == 11
+    assert stats["failures_by_rule"] == {
+        "missing_title": 2, "missing_author": 1, "missing_pub_place": 1, "missing_publisher": 1,
+        "missing_pub_year": 1, "missing_keywords": 2, "missing_subject": 1,
+        "missing_accession_number": 1, "missing_call_number": 1,
+    }
+    assert stats["failures_by_severity"] == {"error": 4, "warning": 7}
+    assert stats["complete_records"] == 2  # record 0 and the SGK line
+    assert stats["records_with_errors"] == 4
+    assert stats["records_with_warnings_only"] == 7
+    expected = {
+        "title": 11 / 13, "author": 12 / 13, "pub_place": 12 / 13, "publisher": 12 / 13,
+        "pub_year": 12 / 13, "keywords": 11 / 13, "subjects": 12 / 13,
+        "accession_numbers": 11 / 12,  # the SGK line is not evaluated
+        "call_number": 12 / 13,
+    }
+    assert stats["completeness"].keys() == expected.keys()
+    for name, ratio in expected.items():
+        assert type(stats["completeness"][name]) is float
+        assert stats["completeness"][name] == pytest.approx(ratio)
+
+
+def test_complete_batch_succeeds():
+    outcome = v.validate_batch([complete(0), complete(1, quantity=40, items=[], call_number="51")])
+    assert outcome.success is True
+    assert outcome.failures == []
+    assert outcome.statistics["complete_records"] == 2
+    assert set(outcome.statistics["completeness"].values()) == {1.0}
+
+
+def test_empty_batch():
+    outcome = v.validate_batch([])
+    assert outcome.failures == []
+    assert outcome.success is True
+    assert outcome.error_keys() == set() and outcome.warning_keys() == set()
+    stats = outcome.statistics
+    assert_plain_json(stats)
+    json.dumps(stats, allow_nan=False)
+    assert stats["records"] == 0 and stats["complete_records"] == 0
+    assert set(stats["completeness"].values()) == {1.0}
+    assert set(stats["failures_by_rule"].values()) == {0}
+
+
+def test_two_consecutive_validations_in_one_process():
+    context = v.get_context()
+    first = v.validate_batch([complete(0, title=None), complete(1)])
+    second = v.validate_batch([complete(0), complete(1, author=None)])
+    assert v.get_context() is context
+    assert failure_sets(first) == {"0": {("missing_title", "title", "error")}}
+    assert failure_sets(second) == {"1": {("missing_author", "author", "warning")}}
+    assert first.statistics["completeness"]["title"] == 0.5
+    assert second.statistics["completeness"]["title"] == 1.0
+
+
+# ------------------------------------------------------------------------------------------- frame input
+
+
+def test_dataframe_input_with_pandas_string_dtype():
+    """A caller's frame with pandas 3 str columns (NaN for missing) and blank strings still works."""
+    df = v.records_frame([complete(0), complete(1), complete(2)])
+    df = df.astype({name: "str" for name in v.TEXT_COLUMNS})
+    df.loc[1, "publisher"] = float("nan")
+    df.loc[2, "title"] = "  "
+    df.loc[0, "quantity"] = 40
+    df.loc[0, "accession_numbers"] = float("nan")
+    outcome = v.validate_batch(df)
+    assert failure_sets(outcome) == {
+        "1": {("missing_publisher", "publisher", "warning")},
+        "2": {("missing_title", "title", "error")},
+    }
+    assert all(f.value is None for f in outcome.failures)
+
+
+def test_duplicate_record_keys_rejected():
+    df = v.records_frame([complete(0), complete(1)])
+    df["record_key"] = "same"
+    with pytest.raises(ValueError, match="unique"):
+        v.validate_batch(df)
+
+
+def test_frame_missing_columns_rejected():
+    df = v.records_frame([complete(0)]).drop(columns=["call_number"])
+    with pytest.raises(ValueError, match="call_number"):
+        v.validate_batch(df)
+
+
+# ------------------------------------------------------------------------------------------- suite errors
+
+
+def _suite_dir(tmp_path, monkeypatch, expectations: list[dict]) -> None:
+    data = json.loads(SUITE_FILE.read_text(encoding="utf-8"))
+    data["name"] = "custom"
+    data["expectations"] = expectations
+    (tmp_path / "custom.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    monkeypatch.setenv("LIENTHONG_EXPECTATIONS_DIR", str(tmp_path))
+
+
+def test_suite_dir_from_environment(tmp_path, monkeypatch):
+    shutil.copy(SUITE_FILE, tmp_path / "mandatory_elements.json")
+    monkeypatch.setenv("LIENTHONG_EXPECTATIONS_DIR", str(tmp_path))
+    assert v.expectations_dir() == tmp_path
+    assert len(v.load_suite().expectations) == 9
+    with pytest.raises(v.SuiteError, match="not found"):
+        v.load_suite("nope")
+
+
+def test_invalid_expectation_is_not_silently_dropped(tmp_path, monkeypatch):
+    meta = {"rule": "r", "field": "title", "severity": "error", "message_vi": "m", "fix_vi": "f"}
+    _suite_dir(tmp_path, monkeypatch, [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "title"}, "meta": meta},
+        {"type": "expect_column_values_to_be_lovely", "kwargs": {"column": "title"}, "meta": meta},
+    ])
+    with pytest.raises(v.SuiteError, match="1 of 2"):
+        v.load_suite("custom")
+
+
+def test_meta_contract_enforced(tmp_path, monkeypatch):
+    meta = {"rule": "r", "field": "title", "severity": "fatal", "message_vi": "m", "fix_vi": "f"}
+    _suite_dir(tmp_path, monkeypatch, [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "title"}, "meta": meta},
+    ])
+    with pytest.raises(v.SuiteError, match="severity"):
+        v.load_suite("custom")
+
+
+def test_gx_evaluation_error_is_raised_not_passed(tmp_path, monkeypatch):
+    meta = {"rule": "r", "field": "isbn", "severity": "error", "message_vi": "m", "fix_vi": "f"}
+    _suite_dir(tmp_path, monkeypatch, [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "isbn"}, "meta": meta},
+    ])
+    with pytest.raises(v.ValidationRunError, match="isbn"):
+        v.validate_batch([complete(0)], suite_name="custom")
