@@ -107,6 +107,8 @@ class LendingPolicy:
 
 @dataclass(frozen=True)
 class Library:
+    """One library: a school library, the provincial library or a district library."""
+
     code: str
     name: str
     type: str
@@ -151,6 +153,7 @@ class Group:
     members: tuple[Membership, ...]
     valid_from: date
     valid_to: date | None = None
+    sample: bool = False  # formed here as an example, not by the guidance or an education office
     rules: Mapping[str, Any] | None = field(default=None, hash=False)
 
     def active_on(self, on: date | None = None) -> bool:
@@ -282,8 +285,9 @@ def _parse_yaml(raw: bytes, report: _Report, path: Path) -> Any:
         line = raw[: exc.start].count(b"\n") + 1
         raise RegistryError([f"{name}:{line}: not UTF-8 text (byte {exc.start}); a registry is a YAML file"],
                             path) from None
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # the reader checks for unprintable characters right here
         node = loader.get_single_node()
         if node is None:
             raise RegistryError([f"{name}:1: the file is empty"], path)
@@ -295,17 +299,19 @@ def _parse_yaml(raw: bytes, report: _Report, path: Path) -> Any:
         raise RegistryError([f"{name}{line}: invalid YAML: {what}"], path) from None
     except yaml.reader.ReaderError as exc:  # e.g. control characters: has a position, not a line
         line = text[: exc.position].count("\n") + 1
-        raise RegistryError([f"{name}:{line}: invalid YAML: {exc.reason} {exc.character!r}"], path) from None
+        raise RegistryError([f"{name}:{line}: invalid YAML: unacceptable character #x{exc.character:04x} "
+                             f"({exc.reason})"], path) from None
     except yaml.YAMLError as exc:
         raise RegistryError([f"{name}: invalid YAML: {exc}"], path) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _plain(loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, report: _Report, seen: frozenset) -> Any:
     report.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.ScalarNode):
-        # Leading-zero numbers are octal in YAML 1.1; nobody writing "090" means 72, so keep the text.
+        # Leading-zero numbers are octal in YAML 1.1 ("012" is 10): nobody means that, so keep the text.
         if node.tag == _INT_TAG and not _DECIMAL_RE.fullmatch(node.value):
             return _nfc(node.value)
         try:
@@ -558,12 +564,11 @@ class _Builder:
             if m is None:
                 continue
             code = self.code(m, "code", p)
-            if self.duplicate(seen, code, p, "administrative unit"):
-                continue
+            duplicate = self.duplicate(seen, code, p, "administrative unit")
             valid_from, valid_to = self.period(m, p)
             unit = AdministrativeUnit(code, self.text(m, "name", p), self.choice(m, "level", p, UNIT_LEVELS),
                                       valid_from, valid_to, self.code(m, "parent", p))
-            if code is not None:
+            if code is not None and not duplicate:
                 units[code], paths[code] = unit, p
         by_name: dict[str, list[AdministrativeUnit]] = defaultdict(list)
         for code, unit in units.items():
@@ -600,8 +605,7 @@ class _Builder:
             if m is None:
                 continue
             code = self.code(m, "code", p)
-            if self.duplicate(seen, code, p, "library"):
-                continue
+            duplicate = self.duplicate(seen, code, p, "library")
             admin_unit = self.text(m, "admin_unit", p)
             if admin_unit is not None and units and admin_unit not in unit_names:
                 self.add(p + ("admin_unit",), f"{admin_unit!r} is not the name of an administrative unit"
@@ -617,7 +621,7 @@ class _Builder:
                                                             defaults["lending_policy"])),
                 call_number_scheme=scheme if scheme is not None else defaults["call_number_scheme"],
             )
-            if code is not None:
+            if code is not None and not duplicate:
                 libraries[code] = library
         return libraries
 
@@ -704,9 +708,13 @@ class _Builder:
         if not isinstance(value, dict) or not value:
             self.add(p, f"expected a mapping of column name → field, found {_kind(value)}")
             return None
-        for column in value:
-            self.text(value, column, p) if value[column] is not None else self.add(p + (column,), "has no field")
-        return MappingProxyType({k: v.strip() for k, v in value.items() if isinstance(v, str)})
+        mapping: dict[str, str] = {}
+        for column, target in value.items():
+            if isinstance(target, str) and target.strip():
+                mapping[column] = target.strip()
+            else:
+                self.add(p + (column,), f"expected a field name, found {_kind(target)}")
+        return MappingProxyType(mapping)
 
     def schedule(self, m: dict, path: KeyPath) -> str | None:
         value = self.text(m, "schedule", path)
@@ -739,12 +747,11 @@ class _Builder:
         for i, entry in enumerate(self.sequence(value, path)):
             p = path + (i,)
             m = self.mapping(entry, p, required=("code", "name", "linking_mode", "lead_library", "members",
-                                                 "valid_from"), optional=("valid_to", "rules"))
+                                                 "valid_from"), optional=("valid_to", "sample", "rules"))
             if m is None:
                 continue
             code = self.code(m, "code", p)
-            if self.duplicate(seen, code, p, "group"):
-                continue
+            duplicate = self.duplicate(seen, code, p, "group")
             mode = self.choice(m, "linking_mode", p, LINKING_MODES)
             valid_from, valid_to = self.period(m, p)
             members = self.members(m.get("members"), p + ("members",), libraries, (valid_from, valid_to))
@@ -761,7 +768,7 @@ class _Builder:
             if rules is not None and not isinstance(rules, dict):
                 self.add(p + ("rules",), f"expected a mapping, found {_kind(rules)}")
                 rules = None
-            if code is None:
+            if code is None or duplicate:
                 continue
             if mode is not None:
                 for mb, mp in members:
@@ -772,7 +779,8 @@ class _Builder:
                                          f"mode {mode!r} at overlapping dates")
                     placed[(mode, mb.library)].append((code, period, mp))
             groups[code] = Group(code, self.text(m, "name", p), mode, lead, tuple(mb for mb, _ in members),
-                                 valid_from, valid_to, MappingProxyType(rules) if rules is not None else None)
+                                 valid_from, valid_to, bool(self.boolean(m, "sample", p)),
+                                 MappingProxyType(rules) if rules is not None else None)
         return groups
 
     def members(self, value: Any, path: KeyPath, libraries: dict[str, Library],

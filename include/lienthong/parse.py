@@ -1,0 +1,847 @@
+"""Read MARC exports record by record: salvage every record that can be read, account for every one that can't.
+
+pymarc's own readers are too trusting for real exports (see docs/architecture.md and the pitfalls notes):
+they believe the leader's record length, leader/09 and the directory, and one bad record ends the file.
+Here ISO 2709 is framed on the 0x1D record terminator while streaming, the directory is cross-checked
+against the 0x1E field terminators, and each record's encoding is decided from its bytes.  MARCXML is read
+element by element with a parser that refuses entities.  Every framed record yields exactly one
+`ParsedRecord` or `Unreadable`, so nothing disappears silently.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import pymarc
+from lxml import etree
+from pymarc import marc8_mapping
+from pymarc.field import Indicators, Subfield
+from pymarc.leader import Leader
+
+__all__ = ["ParseError", "ParsedRecord", "Unreadable", "detect_format", "read_records"]
+
+RECORD_TERMINATOR = b"\x1d"
+FIELD_TERMINATOR = b"\x1e"
+SUBFIELD_DELIMITER = b"\x1f"
+LEADER_LEN = 24
+DIRECTORY_ENTRY_LEN = 12
+MAX_ISO_LENGTH = 99999  # the largest length the 5-digit leader can state
+
+CHUNK_SIZE = 1 << 20
+HEAD_SIZE = 4096
+# A run of bytes this long without a record terminator is not a record; framing skips to the next 0x1D
+# instead of buffering without bound.
+MAX_RECORD_BYTES = 16 << 20
+# Bytes that may separate records (line-separated exports) or pad the end of a file.
+SEPARATORS = b"\r\n\x00"
+IGNORABLE_TAIL = b" \t\r\n\x00\x1a\x0b\x0c"
+UTF8_BOM = b"\xef\xbb\xbf"
+
+ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "marc-8": "marc-8", "marc8": "marc-8"}
+
+# Valid UTF-8 multibyte sequences (RFC 3629): their presence shows a record is UTF-8, not MARC-8.
+_UTF8_MULTIBYTE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
+    rb"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}"
+    rb"|\xf4[\x80-\x8f][\x80-\xbf]{2}"
+)
+# ANSEL's spacing symbols never sit inside a word in real MARC-8 text; they do when the bytes are really
+# ISO 5426/6937 or Latin-1 ("g\xc2en\xc2erale" → "g℗en℗erale").
+_IMPLAUSIBLE_MARC8 = re.compile(r"[^\W\d_][℗©®♯♭£°±€ℓ¿¡·][^\W\d_]")
+# LC's lossless-conversion convention writes characters MARC-8 lacks as "&#xXXXX;".
+_NCR = re.compile(r"&#x([0-9A-Fa-f]{4,6});")
+
+
+class ParseError(ValueError):
+    """A whole-file problem (unknown format, unsupported option); the message names the file."""
+
+
+@dataclass
+class ParsedRecord:
+    """A record that could be read, with the repairs it needed."""
+
+    index: int  # 0-based position in the file
+    offset: int | None  # byte offset of the record in the file (ISO 2709), None for XML
+    record: pymarc.Record
+    encoding: str  # "utf-8" or "marc-8": how the bytes were decoded
+    repairs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Unreadable:
+    """A record (or a stretch of the file) that could not be read, and why."""
+
+    index: int
+    offset: int | None
+    reason: str
+
+
+class _Bad(Exception):
+    """Internal: this record cannot be read; the message is the reason."""
+
+
+# --------------------------------------------------------------------------------------------------
+# format detection and sources
+
+
+def detect_format(head: bytes) -> str:
+    """Tell ISO 2709 from MARCXML by content, since file names and extensions lie."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 BOM: only XML comes like this
+        return "marcxml"
+    body = head[len(UTF8_BOM):] if head.startswith(UTF8_BOM) else head
+    body = body.lstrip(b" \t\r\n\x00")
+    if body.startswith(b"<"):
+        return "marcxml"
+    if body[:5].isdigit() or RECORD_TERMINATOR in body or FIELD_TERMINATOR in body:
+        return "marc21"
+    if body.startswith(b"\x1f\x8b"):
+        raise ParseError("unknown format: the data is gzip-compressed; decompress it first")
+    raise ParseError(f"unknown format: neither ISO 2709 nor MARCXML (starts with {body[:16]!r})")
+
+
+class _Source:
+    """A path or an open binary file, readable more than once when possible (XML recovery re-reads)."""
+
+    def __init__(self, source: str | os.PathLike | BinaryIO):
+        if hasattr(source, "read"):
+            self.path = None
+            self.handle = source
+            self.name = str(getattr(source, "name", "<stream>"))
+        else:
+            self.path = os.fspath(source)
+            self.handle = None
+            self.name = self.path
+
+    def open(self) -> BinaryIO:
+        if self.path is not None:
+            return open(self.path, "rb")
+        return _Unclosable(self.handle)
+
+    def reopen(self) -> BinaryIO | None:
+        """A fresh stream from the start, or None for a stream that cannot be rewound."""
+        if self.path is not None:
+            return open(self.path, "rb")
+        try:
+            self.handle.seek(0)
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            return None
+        return _Unclosable(self.handle)
+
+
+class _Unclosable(io.RawIOBase):
+    """Wrap a caller's file so our `with` blocks do not close it."""
+
+    def __init__(self, handle: BinaryIO):
+        super().__init__()
+        self._handle = handle
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._handle.read(size)
+
+    def readinto(self, buffer) -> int:
+        data = self._handle.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream that replays the bytes already read for format detection, then continues."""
+
+    def __init__(self, head: bytes, rest: BinaryIO):
+        super().__init__()
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size is None or size < 0:
+                data, self._head = self._head + self._rest.read(), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._rest.read(size)
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._rest.close()
+        super().close()
+
+
+def read_records(
+    path: str | os.PathLike | BinaryIO, *, format: str = "auto", encoding: str | None = None
+) -> Iterator[ParsedRecord | Unreadable]:
+    """Yield one ParsedRecord or Unreadable per record, streaming; whole-file problems raise ParseError.
+
+    Arguments are checked (and the format detected) before the first record is asked for, so a bad call
+    fails at once rather than at the first `next()`.
+    """
+    source = _Source(path)
+    forced = None
+    if encoding is not None:
+        forced = ENCODINGS.get(encoding.strip().lower())
+        if forced is None:
+            raise ParseError(f"{source.name}: unsupported encoding {encoding!r} (use 'utf-8' or 'marc-8')")
+    if format not in ("auto", "marc21", "marcxml", "iso2709"):
+        raise ParseError(f"{source.name}: unknown format option {format!r}")
+    stream = source.open()
+    try:
+        head = stream.read(HEAD_SIZE)
+        if format == "auto":
+            stripped = head[len(UTF8_BOM):] if head.startswith(UTF8_BOM) else head
+            fmt = "marc21" if not stripped.strip(IGNORABLE_TAIL) else detect_format(head)
+        else:
+            fmt = "marc21" if format == "iso2709" else format
+    except ParseError as exc:
+        stream.close()
+        raise ParseError(f"{source.name}: {exc}") from None
+    except BaseException:
+        stream.close()
+        raise
+    replay = _Prefixed(head, stream)
+    if fmt == "marc21":
+        return _read_iso2709(replay, forced)
+    return _read_marcxml(replay, source)
+
+
+# --------------------------------------------------------------------------------------------------
+# ISO 2709
+
+
+@dataclass
+class _Frame:
+    offset: int
+    data: bytes | None  # the record's bytes including its terminator; None when framing failed
+    repairs: list[str]
+    problem: str | None = None
+
+
+def _frames(stream: BinaryIO) -> Iterator[_Frame]:
+    """Cut the stream on 0x1D, dropping CR/LF/NUL between records, without holding the file in memory."""
+    buf = bytearray(stream.read(CHUNK_SIZE))
+    base = 0  # file offset of buf[0]
+    pos = len(UTF8_BOM) if buf.startswith(UTF8_BOM) else 0  # start of the unframed rest of buf
+    first_repairs = ["stripped-bom"] if pos else []
+    scanned = pos  # no terminator before this point
+    runaway: int | None = None  # offset of an over-long stretch without a terminator, being skipped
+    while True:
+        while True:
+            start = pos
+            while start < len(buf) and buf[start] in SEPARATORS:
+                start += 1
+            end = buf.find(RECORD_TERMINATOR, max(start, scanned))
+            if end < 0:
+                scanned = len(buf)
+                break
+            if runaway is not None:
+                yield _Frame(runaway, None, [], f"no record terminator within {MAX_RECORD_BYTES} bytes")
+                runaway = None
+            else:
+                repairs = first_repairs + (["stripped-line-separator"] if start > pos else [])
+                yield _Frame(base + start, bytes(buf[start:end + 1]), repairs)
+            first_repairs = []
+            pos = scanned = end + 1
+        if runaway is None and len(buf) - pos > MAX_RECORD_BYTES:
+            runaway = base + pos
+        drop = len(buf) if runaway is not None else pos  # a runaway's bytes are not kept
+        del buf[:drop]
+        base, pos, scanned = base + drop, 0, scanned - drop if runaway is None else 0
+        chunk = stream.read(CHUNK_SIZE)
+        if not chunk:
+            break
+        buf += chunk
+    if runaway is not None:
+        yield _Frame(runaway, None, [], f"no record terminator within {MAX_RECORD_BYTES} bytes")
+        return
+    rest = bytes(buf[pos:])
+    stripped = rest.lstrip(IGNORABLE_TAIL)
+    offset = base + pos + len(rest) - len(stripped)
+    stripped = stripped.rstrip(IGNORABLE_TAIL)
+    if not stripped:
+        return
+    if len(stripped) >= LEADER_LEN and stripped[:5].isdigit():
+        problem = (f"truncated last record (no 0x1D terminator): {len(stripped)} bytes, "
+                   f"leader declares {int(stripped[:5])}")
+    else:
+        problem = (f"{len(stripped)} bytes after the last record without a 0x1D terminator "
+                   f"(starts {stripped[:12]!r}): garbage or a truncated record")
+    yield _Frame(offset, None, [], problem)
+
+
+def _read_iso2709(stream: BinaryIO, forced: str | None) -> Iterator[ParsedRecord | Unreadable]:
+    with stream:
+        for index, frame in enumerate(_frames(stream)):
+            where = f"record {index} at byte {frame.offset}"
+            if frame.data is None:
+                yield Unreadable(index, frame.offset, f"{where}: {frame.problem}")
+                continue
+            try:
+                record, used, repairs = _decode_iso_record(frame.data, forced)
+            except _Bad as exc:
+                yield Unreadable(index, frame.offset, f"{where}: {exc}")
+                continue
+            yield ParsedRecord(index, frame.offset, record, used, frame.repairs + repairs)
+
+
+def _decode_iso_record(raw: bytes, forced: str | None) -> tuple[pymarc.Record, str, list[str]]:
+    """Build a Record from one framed record, trusting terminators over the numbers the record states."""
+    repairs: list[str] = []
+    size = len(raw)
+    if size - 1 < LEADER_LEN:
+        raise _Bad(f"{size} bytes, too short to hold a leader")
+    leader_bytes = raw[:LEADER_LEN]
+    if FIELD_TERMINATOR in leader_bytes:
+        raise _Bad(f"leader contains a field terminator: {leader_bytes!r}")
+    leader = "".join(chr(b) if 0x20 <= b < 0x7F else " " for b in leader_bytes)
+    if leader != leader_bytes.decode("latin-1"):
+        repairs.append("leader-bad-bytes")
+
+    stated = leader[:5]
+    if not stated.isdigit():
+        repairs.append("framed-on-terminator")
+    elif int(stated) != size and not (int(stated) == MAX_ISO_LENGTH and size > MAX_ISO_LENGTH):
+        repairs.append("framed-on-terminator")
+    if size > MAX_ISO_LENGTH:
+        repairs.append("oversize-record")
+
+    directory_end = raw.find(FIELD_TERMINATOR, LEADER_LEN)
+    if directory_end < 0:
+        raise _Bad("bad directory: no field terminator after the leader")
+    base_address = directory_end + 1
+    stated_base = leader[12:17]
+    if not (stated_base.isdigit() and (int(stated_base) == base_address
+                                      or (int(stated_base) == MAX_ISO_LENGTH and base_address > MAX_ISO_LENGTH))):
+        repairs.append("base-address-from-terminator")
+    directory = raw[LEADER_LEN:directory_end]
+    body = raw[base_address:-1]
+
+    tagged, how = _fields_from_directory(directory, body)
+    if how:
+        repairs.append(how)
+
+    data_fields = [data for tag, data in tagged if not (tag < "010" and tag.isdigit())]
+    if data_fields and not any(SUBFIELD_DELIMITER in data for data in data_fields):
+        raise _Bad("no data field has a subfield delimiter (0x1F): not MARC 21/UNIMARC field structure")
+    used = forced or _choose_encoding(leader, [data for _, data in tagged], repairs)
+
+    record = pymarc.Record()
+    fixed = (f"{size:05d}" if size <= MAX_ISO_LENGTH else "99999") + leader[5:12] + (
+        f"{base_address:05d}" if base_address <= MAX_ISO_LENGTH else "99999") + leader[17:]
+    record.leader = Leader(fixed)
+    for tag, data in tagged:
+        record.add_field(_decode_field(tag, data, used, repairs))
+    if not record.fields:
+        raise _Bad("no fields")
+    return record, used, _dedupe(repairs)
+
+
+def _fields_from_directory(directory: bytes, body: bytes) -> tuple[list[tuple[str, bytes]], str | None]:
+    """Pair directory tags with field data: by the stated offsets when they hold, else by 0x1E framing."""
+    segments = body.split(FIELD_TERMINATOR)
+    framed = segments[:-1]  # bytes after the last 0x1E are not a terminated field
+    entries = None
+    if len(directory) % DIRECTORY_ENTRY_LEN == 0:
+        entries = [directory[i:i + DIRECTORY_ENTRY_LEN] for i in range(0, len(directory), DIRECTORY_ENTRY_LEN)]
+    if entries is not None and all(_valid_tag(e[:3]) for e in entries):
+        numeric = all(e[3:].isdigit() for e in entries)
+        if numeric:
+            sliced = []
+            for e in entries:
+                length, start = int(e[3:7]), int(e[7:12])
+                stop = start + length - 1
+                if length < 1 or stop >= len(body) or body[stop:stop + 1] != FIELD_TERMINATOR \
+                        or FIELD_TERMINATOR in body[start:stop]:
+                    break
+                sliced.append((e[:3].decode("ascii"), body[start:stop]))
+            else:
+                return sliced, None
+        if len(entries) == len(framed):
+            order = range(len(entries))
+            if numeric:  # saturated or shifted offsets still give the order of the fields
+                order = sorted(order, key=lambda i: int(entries[i][7:12]))
+            tags = [entries[i][:3].decode("ascii") for i in order]
+            return list(zip(tags, framed)), "fields-framed-on-terminator"
+    wide = _wide_directory(directory, framed)
+    if wide is not None:
+        return wide, "directory-wide-entries"
+    if entries is None:
+        raise _Bad(f"bad directory: {len(directory)} bytes is not a multiple of {DIRECTORY_ENTRY_LEN} "
+                   f"({len(framed)} fields found)")
+    for k, e in enumerate(entries):
+        if not _valid_tag(e[:3]) or not e[3:].isdigit():
+            raise _Bad(f"bad directory: entry {k} {e!r} is malformed")
+    raise _Bad(f"bad directory: {len(entries)} entries but {len(framed)} fields terminated by 0x1E")
+
+
+def _wide_directory(directory: bytes, framed: list[bytes]) -> list[tuple[str, bytes]] | None:
+    """Accept a directory whose writer let lengths/offsets overflow their 4/5 digits (oversize records).
+
+    Every entry must match the framed field's real length and offset, so nothing is guessed.
+    """
+    pos, offset, tagged = 0, 0, []
+    for data in framed:
+        tag = directory[pos:pos + 3]
+        if not _valid_tag(tag):
+            return None
+        pos += 3
+        for value, width in ((len(data) + 1, 4), (offset, 5)):
+            text = str(value).zfill(width).encode("ascii")
+            if directory[pos:pos + len(text)] != text:
+                return None
+            pos += len(text)
+        tagged.append((tag.decode("ascii"), data))
+        offset += len(data) + 1
+    return tagged if pos == len(directory) and tagged else None
+
+
+def _valid_tag(tag: bytes) -> bool:
+    return len(tag) == 3 and all(0x21 <= b < 0x7F for b in tag)
+
+
+def _choose_encoding(leader: str, fields: list[bytes], repairs: list[str]) -> str:
+    """Decide from the bytes, using leader/09 only as the tie-breaker it is in real exports."""
+    data = b"".join(fields)
+    declared = "utf-8" if leader[9] == "a" else "marc-8"
+    if declared == "utf-8":
+        try:
+            data.decode("utf-8")
+            return "utf-8"
+        except UnicodeDecodeError:
+            pass
+        if not _UTF8_MULTIBYTE.search(data) and _clean_marc8(fields):
+            repairs.append("leader09-said-utf8-but-marc8")
+            return "marc-8"
+        return "utf-8"  # decoding will name the field with the bad bytes
+    if b"\x1b" not in data and _UTF8_MULTIBYTE.search(data):
+        try:
+            data.decode("utf-8")
+            repairs.append("leader09-said-marc8-but-utf8")
+            return "utf-8"
+        except UnicodeDecodeError:
+            pass
+    return "marc-8"
+
+
+def _clean_marc8(fields: list[bytes]) -> bool:
+    """True when every subfield decodes as MARC-8 without a doubtful byte or an implausible result."""
+    for data in fields:
+        for part in data.split(SUBFIELD_DELIMITER)[1:]:
+            text, problems = _marc8_decode(part[1:])
+            if problems or _IMPLAUSIBLE_MARC8.search(text):
+                return False
+    return True
+
+
+def _decode_field(tag: str, data: bytes, encoding: str, repairs: list[str]) -> pymarc.Field:
+    if tag < "010" and tag.isdigit():
+        return pymarc.Field(tag=tag, data=_decode_control(tag, data, encoding, repairs))
+    parts = data.split(SUBFIELD_DELIMITER)
+    indicators = parts[0]
+    ind = [chr(b) if 0x20 <= b < 0x7F else " " for b in indicators[:2]]
+    if len(indicators) < 2:
+        repairs.append(f"missing-indicators:{tag}")
+    elif len(indicators) > 2:  # pymarc drops these bytes too; say so, it is lost text
+        repairs.append(f"text-outside-subfields:{tag}")
+    elif ind != [chr(b) for b in indicators]:
+        repairs.append(f"indicators-repaired:{tag}")
+    ind += [" "] * (2 - len(ind))
+    subfields = []
+    for part in parts[1:]:
+        if not part:
+            continue
+        code_byte = part[0]
+        if 0x21 <= code_byte < 0x7F:
+            code, value = chr(code_byte), part[1:]
+        else:
+            # A stray diacritic or control byte sits where the code belongs; keep its bytes with the
+            # value and take the first ASCII character after it as the code.
+            repairs.append(f"bad-subfield-code:{tag}")
+            match = re.search(rb"[\x21-\x7e]", part)
+            if match is None:
+                code, value = "?", part
+            else:
+                code, value = chr(part[match.start()]), part[:match.start()] + part[match.start() + 1:]
+        subfields.append(Subfield(code=code, value=_decode_value(tag, code, value, encoding, repairs)))
+    return pymarc.Field(tag=tag, indicators=Indicators(*ind), subfields=subfields)
+
+
+def _decode_control(tag: str, data: bytes, encoding: str, repairs: list[str]) -> str:
+    """Control fields should be ASCII; bad bytes become U+FFFD instead of costing the record (pymarc drops it)."""
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError:
+        pass
+    if encoding == "utf-8":
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    repairs.append(f"control-field-bad-bytes:{tag}")
+    return data.decode("ascii", errors="replace")
+
+
+def _decode_value(tag: str, code: str, value: bytes, encoding: str, repairs: list[str]) -> str:
+    if encoding == "utf-8":
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad = value[max(exc.start - 8, 0):exc.end + 8]
+            raise _Bad(f"invalid UTF-8 in field {tag} ${code} at byte {exc.start} of the subfield "
+                       f"(around {bad!r})") from None
+    text, problems = _marc8_decode(value)
+    hard = [p for p in problems if not p.startswith("soft:")]
+    if hard:
+        raise _Bad(f"not decodable as MARC-8 in field {tag} ${code}: {hard[0]} "
+                   f"(around {value[:24]!r}); another 8-bit encoding (CP866, TCVN3, ISO 5426...)?")
+    if problems:
+        repairs.append(f"marc8-missing-escape:{tag}")
+    if "&#x" in text:
+        decoded = _NCR.sub(_ncr_char, text)
+        if decoded != text:
+            repairs.append("marc8-ncr-decoded")
+            text = decoded
+    return text
+
+
+def _ncr_char(match: re.Match) -> str:
+    point = int(match.group(1), 16)
+    if point > 0x10FFFF or 0xD800 <= point <= 0xDFFF:
+        return match.group(0)
+    return unicodedata.normalize("NFC", chr(point))
+
+
+def _marc8_decode(data: bytes) -> tuple[str, list[str]]:
+    """MARC-8 → Unicode with pymarc's tables and output, but reporting what pymarc silently blanks.
+
+    Differences from pymarc: space (0x20) is a space in every G0 set; an ASCII byte unmapped in a non-Latin
+    G0 set is read as ASCII (a missing escape back, reported "soft:"); unknown bytes, C1 controls and broken
+    escapes or multibyte characters are reported (hard), and trailing combining marks are kept.
+    """
+    problems: list[str] = []
+    g0, g1 = 0x42, 0x45
+    out: list[str] = []
+    combining: list[str] = []
+    pos, size = 0, len(data)
+    while pos < size:
+        if data[pos] == 0x1B:
+            nxt = data[pos + 1:pos + 2]
+            if nxt in (b"(", b",", b"$"):
+                if nxt == b"$" and data[pos + 2:pos + 3] == b",":
+                    pos += 1
+                final = data[pos + 2:pos + 3]
+                if not final:
+                    problems.append(f"incomplete escape sequence at byte {pos}")
+                    break
+                g0, pos = final[0], pos + 3
+                continue
+            if nxt in (b")", b"-"):
+                final = data[pos + 2:pos + 3]
+                if not final:
+                    problems.append(f"incomplete escape sequence at byte {pos}")
+                    break
+                g1, pos = final[0], pos + 3
+                continue
+            if nxt and nxt[0] in marc8_mapping.CODESETS:
+                g0, pos = nxt[0], pos + 2
+                continue
+            if nxt == b"s":
+                g0, pos = 0x42, pos + 2
+                continue
+            problems.append(f"unknown escape sequence {data[pos:pos + 3]!r} at byte {pos}")
+            pos += 1
+            continue
+        multibyte = g0 == 0x31
+        start = pos
+        if multibyte:
+            if pos + 3 > size:
+                problems.append(f"incomplete multibyte character at byte {pos}")
+                break
+            point = (data[pos] << 16) | (data[pos + 1] << 8) | data[pos + 2]
+            pos += 3
+        else:
+            point = data[pos]
+            pos += 1
+        if point < 0x20 or point in (0x88, 0x89, 0x8D, 0x8E):
+            continue  # controls and non-sort/joiner marks: dropped, as pymarc does
+        if 0x80 <= point < 0xA0 and not multibyte:
+            problems.append(f"byte 0x{point:02x} at {start} is a C1 control, not MARC-8 text")
+            continue
+        if point == 0x20 and not multibyte:
+            out.append(" ")
+            out.extend(combining)
+            combining = []
+            continue
+        table = marc8_mapping.CODESETS.get(g1 if (point > 0x80 and not multibyte) else g0, {})
+        hit = table.get(point)
+        if hit is None:
+            odd = marc8_mapping.ODD_MAP.get(point)
+            if odd is not None:
+                out.append(chr(odd))
+                continue
+            if not multibyte and point < 0x7F and g0 != 0x42:
+                problems.append(f"soft:byte 0x{point:02x} at {start} read as ASCII")
+                hit = (point, 0)
+            else:
+                problems.append(f"byte 0x{point:0{6 if multibyte else 2}x} at {start} has no MARC-8 mapping")
+                continue
+        char, is_combining = hit
+        if is_combining:
+            combining.append(chr(char))
+        else:
+            out.append(chr(char))
+            out.extend(combining)
+            combining = []
+    out.extend(combining)
+    return unicodedata.normalize("NFC", "".join(out)), problems
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+# --------------------------------------------------------------------------------------------------
+# MARCXML
+
+
+_XML_OPTIONS = dict(
+    events=("start", "end"),
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    huge_tree=False,
+    remove_comments=True,
+    remove_pis=True,
+)
+
+
+def _localname(element) -> str:
+    tag = element.tag
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+def _marc_records(stream: BinaryIO, *, recover: bool) -> Iterator[tuple[str, object]]:
+    """Yield ("record", element) for each innermost <record>, and ("entities", names) if the DTD declares any.
+
+    Innermost, so an OAI-PMH <record> wrapping a MARC <record> is not taken for one.  Finished records are
+    cleared from the tree so memory does not grow with the file.
+    """
+    parser = etree.iterparse(stream, recover=recover, **_XML_OPTIONS)
+    nested: list[bool] = []
+    checked_dtd = False
+    for event, element in parser:
+        if not checked_dtd:
+            checked_dtd = True
+            dtd = element.getroottree().docinfo.internalDTD
+            names = [entity.name for entity in dtd.iterentities()] if dtd is not None else []
+            if names:
+                yield "entities", names
+                return
+        if _localname(element) != "record":
+            continue
+        if event == "start":
+            nested.append(False)
+            continue
+        had_inner = nested.pop() if nested else False
+        if nested:
+            nested[-1] = True
+        if not had_inner:
+            yield "record", element
+        if not nested:
+            element.clear(keep_tail=False)
+            parent = element.getparent()
+            while parent is not None and element.getprevious() is not None:
+                del parent[0]
+
+
+def _read_marcxml(stream: BinaryIO, source: _Source) -> Iterator[ParsedRecord | Unreadable]:
+    index = 0
+    error: etree.XMLSyntaxError | None = None
+    with stream:
+        try:
+            for kind, item in _marc_records(stream, recover=False):
+                if kind == "entities":
+                    yield Unreadable(index, None, f"{source.name}: the DOCTYPE declares entities "
+                                                  f"({', '.join(item)}); entities are refused, file not read")
+                    return
+                yield _xml_result(index, item, [])
+                index += 1
+        except etree.XMLSyntaxError as exc:
+            error = exc
+    if error is None:
+        return
+    line, column = error.position if error.position else (error.lineno or 0, 0)
+    yield Unreadable(index, None, f"record {index}: XML not well-formed at line {line}, column {column}: "
+                                  f"{error.msg}; the record there is lost, later records are recovered "
+                                  f"where possible")
+    yield from _recover_after(source, line, index + 1)
+
+
+def _recover_after(source: _Source, error_line: int, index: int) -> Iterator[ParsedRecord | Unreadable]:
+    """Re-read in recover mode and yield the records that start after the first damaged spot.
+
+    A record starting on or before a line the parser complained about is the damaged one (or was read
+    already) and is not trusted.  Two passes: first find where records start and where the errors are.
+    """
+    scan = source.reopen()
+    if scan is None:
+        return
+    starts: list[int] = []
+    try:
+        with scan:
+            error_lines = _scan_recovered(scan, starts)
+    except etree.XMLSyntaxError:
+        return
+    damaged: dict[int, int] = {}  # start line of a damaged record -> line of its error
+    for line in sorted(set(error_lines)):
+        if line > error_line:
+            before = [start for start in starts if start <= line]
+            if before:
+                damaged.setdefault(before[-1], line)
+    again = source.reopen()
+    if again is None:
+        return
+    with again:
+        try:
+            for _kind, element in _marc_records(again, recover=True):
+                start = element.sourceline or 0
+                if start <= error_line:
+                    continue
+                if start in damaged:
+                    yield Unreadable(index, None, f"record {index} (line {start}): XML not well-formed at "
+                                                  f"line {damaged[start]}; the record is lost")
+                else:
+                    yield _xml_result(index, element, ["xml-recovered-after-error"])
+                index += 1
+        except etree.XMLSyntaxError:
+            return
+
+
+def _scan_recovered(stream: BinaryIO, starts: list[int]) -> list[int]:
+    """Start lines of the innermost records and the lines of all parser errors, in recover mode."""
+    parser = etree.iterparse(stream, recover=True, **_XML_OPTIONS)
+    nested: list[bool] = []
+    for event, element in parser:
+        if _localname(element) != "record":
+            continue
+        if event == "start":
+            nested.append(False)
+            continue
+        had_inner = nested.pop() if nested else False
+        if nested:
+            nested[-1] = True
+        if not had_inner:
+            starts.append(element.sourceline or 0)
+        if not nested:
+            element.clear(keep_tail=False)
+    return [entry.line for entry in parser.error_log]
+
+
+def _xml_result(index: int, element, repairs: list[str]) -> ParsedRecord | Unreadable:
+    line = element.sourceline
+    try:
+        record, more = _xml_record(element)
+    except _Bad as exc:
+        return Unreadable(index, None, f"record {index} (line {line}): {exc}")
+    return ParsedRecord(index, None, record, "utf-8", _dedupe(repairs + more))
+
+
+def _xml_record(element) -> tuple[pymarc.Record, list[str]]:
+    """Build a Record from a <record> element; structural defects of one record stay with that record."""
+    for node in element.iter():
+        if isinstance(node, etree._Entity):
+            raise _Bad(f"entity reference {node.text} refused")
+    repairs: list[str] = []
+    record = pymarc.Record()
+    leader_seen = False
+    for child in element:
+        name = _localname(child)
+        if name == "leader":
+            leader_seen = True
+            record.leader = Leader(_xml_leader("".join(child.itertext()), repairs))
+        elif name == "controlfield":
+            tag = _xml_tag(child, repairs)
+            value = "".join(child.itertext())
+            control = pymarc.Field(tag=tag, data=value)
+            if not control.control_field:  # e.g. Aleph "FMT": keep the value rather than lose it
+                control.control_field, control.data = True, value
+                repairs.append(f"controlfield-tag-not-control:{tag}")
+            record.add_field(control)
+        elif name == "datafield":
+            record.add_field(_xml_datafield(child, repairs))
+        elif name:
+            repairs.append(f"ignored-element:{name}")
+    if not leader_seen:
+        repairs.append("missing-leader")
+    if not record.fields:
+        raise _Bad("no fields")
+    return record, repairs
+
+
+def _xml_tag(element, repairs: list[str]) -> str:
+    tag = element.get("tag")
+    if tag is None:
+        raise _Bad(f"{_localname(element)} without a tag attribute at line {element.sourceline}")
+    tag = tag.strip()
+    if not tag:
+        raise _Bad(f"{_localname(element)} with an empty tag at line {element.sourceline}")
+    if tag.isdigit() and len(tag) < 3:
+        repairs.append("tag-zero-padded")
+        tag = tag.zfill(3)
+    return tag
+
+
+def _xml_datafield(element, repairs: list[str]) -> pymarc.Field:
+    tag = _xml_tag(element, repairs)
+    indicators = []
+    for name in ("ind1", "ind2"):
+        value = element.get(name)
+        if value is None or len(value) != 1:
+            repairs.append(f"indicators-repaired:{tag}")
+            value = value[0] if value and value.strip() else " "
+        indicators.append(value)
+    subfields = []
+    for child in element:
+        name = _localname(child)
+        if name != "subfield":
+            if name:
+                repairs.append(f"ignored-element:{name}")
+            continue
+        code = child.get("code")
+        if code is None:
+            raise _Bad(f"subfield without a code attribute in field {tag} at line {child.sourceline}")
+        if len(code) != 1 or not code.isprintable() or code.isspace():
+            if not code.strip():
+                raise _Bad(f"subfield with an empty or blank code in field {tag} at line {child.sourceline}")
+            repairs.append(f"bad-subfield-code:{tag}")
+            code = code.strip()[0]
+        subfields.append(Subfield(code=code, value="".join(child.itertext())))
+    field = pymarc.Field(tag=tag, indicators=Indicators(*indicators), subfields=subfields)
+    if field.control_field:  # a datafield that claims a control tag: keep the subfields as written
+        field.control_field, field._indicators, field.subfields = False, Indicators(*indicators), subfields
+        repairs.append(f"datafield-with-control-tag:{tag}")
+    return field
+
+
+def _xml_leader(text: str, repairs: list[str]) -> str:
+    """pymarc refuses a leader that is not 24 characters; keep positions 0-19 and restore '4500'."""
+    if len(text) == LEADER_LEN:
+        return text
+    repairs.append("leader-resized")
+    body = text
+    while body.endswith("4500"):
+        body = body[:-4]
+    return body[:20].ljust(20) + "4500"
