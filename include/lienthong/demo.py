@@ -670,8 +670,8 @@ def _pool(seed: int) -> tuple[_Edition, ...]:
             level = "TH" if grade <= 5 else "THCS" if grade <= 9 else "THPT"
             author = _gen_name(rng)
             publisher = rng.choice(("qg", "sp", "dt", "tn", "hn"))
-            b.add(kind="STK", levels={level} if grade <= 5 else {level, "PUB"}, title=f"Để học tốt {subject} {grade}",
-                  publisher=publisher,
+            b.add(kind="STK", levels={level} if grade <= 5 else {level, "PUB"},
+                  title=f"Để học tốt {subject} {grade}", publisher=publisher,
                   year=b.year(_ROLLOUT[grade], _ROLLOUT[grade]), ddc=ddc, main=author,
                   responsibility=author.direct, keywords=(subject, f"Lớp {grade}", "Sách tham khảo"),
                   subjects=((heading, None, "Sách đọc thêm"),))
@@ -684,7 +684,8 @@ def _pool(seed: int) -> tuple[_Edition, ...]:
                       subjects=((heading, None, "Sách đọc thêm"),))
             if grade == 12:
                 author = _gen_name(rng)
-                b.add(kind="STK", levels={"THPT", "PUB"}, title=f"Ôn luyện thi tốt nghiệp trung học phổ thông môn {subject}",
+                b.add(kind="STK", levels={"THPT", "PUB"},
+                      title=f"Ôn luyện thi tốt nghiệp trung học phổ thông môn {subject}",
                       publisher=rng.choice(("qg", "sp", "gd")), year=b.year(2017, 2017), ddc=ddc, main=author,
                       responsibility=author.direct, edition=_reprint(rng),
                       keywords=(subject, "Thi tốt nghiệp", "Trung học phổ thông"),
@@ -778,6 +779,8 @@ def _select(pool: tuple[_Edition, ...], profile: str, n: int, rng: random.Random
     eligible editions run out (very large scales), then cycling through them again."""
     levels = _LEVELS_BY_TYPE[profile]
     eligible = [i for i, e in enumerate(pool) if e.levels & levels]
+    if not eligible:
+        raise ValueError(f"no sample editions for library type {profile!r}")
     chosen: list[int] = []
     taken: set[int] = set()
     for kind, share in _KIND_MIX[profile]:
@@ -824,7 +827,7 @@ def _plan_defects(works: list[_Edition], rng: random.Random) -> dict[int, str]:
 
 def _punct(subfields: list[tuple[str, str]], isbd: bool, final: str = ".") -> list[Subfield]:
     """Subfields with ISBD punctuation before the next element (" :" before $b, " /" before $c, "." before
-    $n/$p, " ;" before 300$c) when the library writes it."""
+    $n/$p, `final` after the last one) when the library writes it."""
     out = []
     for k, (code, value) in enumerate(subfields):
         if isbd:
@@ -888,7 +891,8 @@ def _build_record(lib: LibrarySpec, profile: str, style: _Style, work: _Edition,
         if style.isbd:
             pub = [("a", work.place + " :"), ("b", work.publisher + ","), ("c", str(work.year))]
         record.add_field(_field("264", " 1", pub) if style.rda else _field("260", "  ", pub))
-    physical = [("a", f"{work.pages} tr.")] + ([("b", "minh họa")] if work.illustrated else []) + [("c", f"{work.size} cm")]
+    physical = [("a", f"{work.pages} tr.")] + ([("b", "minh họa")] if work.illustrated else [])
+    physical.append(("c", f"{work.size} cm"))
     if style.isbd:
         physical = [(c, v + (" ;" if physical[k + 1][0] == "c" else " :") if k + 1 < len(physical) else v)
                     for k, (c, v) in enumerate(physical)]
@@ -1043,6 +1047,7 @@ def generate_province(libraries: list[LibrarySpec], out_root: Path, *, scale: fl
     """
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
+    scale = float(scale)
     codes = [lib.code for lib in libraries]
     duplicated = sorted({code for code in codes if codes.count(code) > 1})
     if duplicated:
