@@ -6,7 +6,6 @@ A record quarantined in this batch keeps its last good version, so a bad export 
 """
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Iterable, Sequence
@@ -30,24 +29,36 @@ ITEM_COLUMNS = (
 )
 
 
+# PostgreSQL text cannot hold NUL; normalise already replaces it, this is the last line of defence.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\ufffd"})
+
+
+def _copy_value(value) -> str:
+    """One value in COPY's text format: NULL is \\N, so '' and NULL stay distinct."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    return str(value).translate(_COPY_ESCAPES)
+
+
 def _copy(raw_connection, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
-    """COPY rows in CSV form: strings quoted, None unquoted (NULL), so '' and NULL stay distinct."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
     count = 0
     for row in rows:
-        writer.writerow(row)
+        buffer.write("\t".join(map(_copy_value, row)))
+        buffer.write("\n")
         count += 1
     if not count:
         return 0
     buffer.seek(0)
     with raw_connection.cursor() as cursor:
-        cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", buffer)
+        cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer)
     return count
 
 
 def _json(value) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False).replace("\\u0000", "\ufffd")
 
 
 def stage_records(

@@ -9,6 +9,7 @@ element by element with a parser that refuses entities.  Every framed record yie
 """
 from __future__ import annotations
 
+import bisect
 import io
 import os
 import re
@@ -105,29 +106,51 @@ def detect_format(head: bytes) -> str:
 
 
 class _Source:
-    """A path or an open binary file, readable more than once when possible (XML recovery re-reads)."""
+    """A path or an open binary file: its head for format detection, then streams over all of it.
+
+    A path is opened only when records are asked for; XML recovery needs a second pass, which a caller's
+    file allows only when it can seek.
+    """
 
     def __init__(self, source: str | os.PathLike | BinaryIO):
+        self.head = b""
+        self._head_served = False
         if hasattr(source, "read"):
-            self.path = None
-            self.handle = source
+            self.path, self.handle = None, source
             self.name = str(getattr(source, "name", "<stream>"))
+            try:
+                self.start = source.tell()
+            except (AttributeError, OSError, io.UnsupportedOperation):
+                self.start = None
         else:
-            self.path = os.fspath(source)
-            self.handle = None
+            self.path, self.handle = os.fspath(source), None
             self.name = self.path
 
-    def open(self) -> BinaryIO:
+    def read_head(self) -> bytes:
+        if self.path is not None:
+            with open(self.path, "rb") as handle:
+                self.head = handle.read(HEAD_SIZE)
+        else:
+            self.head = self.handle.read(HEAD_SIZE)
+        return self.head
+
+    def stream(self) -> BinaryIO:
+        """The data from the start (a caller's file continues after the head already read)."""
         if self.path is not None:
             return open(self.path, "rb")
-        return _Unclosable(self.handle)
+        if not self._head_served:
+            self._head_served = True
+            return _Prefixed(self.head, _Unclosable(self.handle))
+        return self.reopen() or _Prefixed(b"", _Unclosable(self.handle))
 
     def reopen(self) -> BinaryIO | None:
         """A fresh stream from the start, or None for a stream that cannot be rewound."""
         if self.path is not None:
             return open(self.path, "rb")
+        if self.start is None:
+            return None
         try:
-            self.handle.seek(0)
+            self.handle.seek(self.start)
         except (AttributeError, OSError, io.UnsupportedOperation):
             return None
         return _Unclosable(self.handle)
@@ -198,24 +221,19 @@ def read_records(
             raise ParseError(f"{source.name}: unsupported encoding {encoding!r} (use 'utf-8' or 'marc-8')")
     if format not in ("auto", "marc21", "marcxml", "iso2709"):
         raise ParseError(f"{source.name}: unknown format option {format!r}")
-    stream = source.open()
-    try:
-        head = stream.read(HEAD_SIZE)
-        if format == "auto":
-            stripped = head[len(UTF8_BOM):] if head.startswith(UTF8_BOM) else head
-            fmt = "marc21" if not stripped.strip(IGNORABLE_TAIL) else detect_format(head)
-        else:
-            fmt = "marc21" if format == "iso2709" else format
-    except ParseError as exc:
-        stream.close()
-        raise ParseError(f"{source.name}: {exc}") from None
-    except BaseException:
-        stream.close()
-        raise
-    replay = _Prefixed(head, stream)
+    head = source.read_head()
+    if format != "auto":
+        fmt = "marc21" if format == "iso2709" else format
+    elif not (head[len(UTF8_BOM):] if head.startswith(UTF8_BOM) else head).strip(IGNORABLE_TAIL):
+        fmt = "marc21"  # empty or blank so far: the framer yields nothing, or reasons for what follows
+    else:
+        try:
+            fmt = detect_format(head)
+        except ParseError as exc:
+            raise ParseError(f"{source.name}: {exc}") from None
     if fmt == "marc21":
-        return _read_iso2709(replay, forced)
-    return _read_marcxml(replay, source)
+        return _read_iso2709(source, forced)
+    return _read_marcxml(source)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -282,8 +300,8 @@ def _frames(stream: BinaryIO) -> Iterator[_Frame]:
     yield _Frame(offset, None, [], problem)
 
 
-def _read_iso2709(stream: BinaryIO, forced: str | None) -> Iterator[ParsedRecord | Unreadable]:
-    with stream:
+def _read_iso2709(source: _Source, forced: str | None) -> Iterator[ParsedRecord | Unreadable]:
+    with source.stream() as stream:
         for index, frame in enumerate(_frames(stream)):
             where = f"record {index} at byte {frame.offset}"
             if frame.data is None:
@@ -293,6 +311,9 @@ def _read_iso2709(stream: BinaryIO, forced: str | None) -> Iterator[ParsedRecord
                 record, used, repairs = _decode_iso_record(frame.data, forced)
             except _Bad as exc:
                 yield Unreadable(index, frame.offset, f"{where}: {exc}")
+                continue
+            except Exception as exc:  # one record's surprise must not cost the rest of the file
+                yield Unreadable(index, frame.offset, f"{where}: unexpected {type(exc).__name__}: {exc}")
                 continue
             yield ParsedRecord(index, frame.offset, record, used, frame.repairs + repairs)
 
@@ -513,15 +534,13 @@ def _decode_value(tag: str, code: str, value: bytes, encoding: str, repairs: lis
         decoded = _NCR.sub(_ncr_char, text)
         if decoded != text:
             repairs.append("marc8-ncr-decoded")
-            text = decoded
+            text = unicodedata.normalize("NFC", decoded)
     return text
 
 
 def _ncr_char(match: re.Match) -> str:
     point = int(match.group(1), 16)
-    if point > 0x10FFFF or 0xD800 <= point <= 0xDFFF:
-        return match.group(0)
-    return unicodedata.normalize("NFC", chr(point))
+    return match.group(0) if point > 0x10FFFF or 0xD800 <= point <= 0xDFFF else chr(point)
 
 
 def _marc8_decode(data: bytes) -> tuple[str, list[str]]:
@@ -667,15 +686,14 @@ def _marc_records(stream: BinaryIO, *, recover: bool) -> Iterator[tuple[str, obj
                 del parent[0]
 
 
-def _read_marcxml(stream: BinaryIO, source: _Source) -> Iterator[ParsedRecord | Unreadable]:
+def _read_marcxml(source: _Source) -> Iterator[ParsedRecord | Unreadable]:
     index = 0
     error: etree.XMLSyntaxError | None = None
-    with stream:
+    with source.stream() as stream:
         try:
             for kind, item in _marc_records(stream, recover=False):
                 if kind == "entities":
-                    yield Unreadable(index, None, f"{source.name}: the DOCTYPE declares entities "
-                                                  f"({', '.join(item)}); entities are refused, file not read")
+                    yield _entities_refused(index, source, item)
                     return
                 yield _xml_result(index, item, [])
                 index += 1
@@ -688,6 +706,11 @@ def _read_marcxml(stream: BinaryIO, source: _Source) -> Iterator[ParsedRecord | 
                                   f"{error.msg}; the record there is lost, later records are recovered "
                                   f"where possible")
     yield from _recover_after(source, line, index + 1)
+
+
+def _entities_refused(index: int, source: _Source, names: list[str]) -> Unreadable:
+    return Unreadable(index, None, f"{source.name}: the DOCTYPE declares entities ({', '.join(names[:5])}); "
+                                   f"entities are refused (XXE, entity expansion), file not read")
 
 
 def _recover_after(source: _Source, error_line: int, index: int) -> Iterator[ParsedRecord | Unreadable]:
@@ -707,16 +730,18 @@ def _recover_after(source: _Source, error_line: int, index: int) -> Iterator[Par
         return
     damaged: dict[int, int] = {}  # start line of a damaged record -> line of its error
     for line in sorted(set(error_lines)):
-        if line > error_line:
-            before = [start for start in starts if start <= line]
-            if before:
-                damaged.setdefault(before[-1], line)
+        position = bisect.bisect_right(starts, line)
+        if line > error_line and position:
+            damaged.setdefault(starts[position - 1], line)
     again = source.reopen()
     if again is None:
         return
     with again:
         try:
-            for _kind, element in _marc_records(again, recover=True):
+            for kind, element in _marc_records(again, recover=True):
+                if kind == "entities":
+                    yield _entities_refused(index, source, element)
+                    return
                 start = element.sourceline or 0
                 if start <= error_line:
                     continue
@@ -756,6 +781,8 @@ def _xml_result(index: int, element, repairs: list[str]) -> ParsedRecord | Unrea
         record, more = _xml_record(element)
     except _Bad as exc:
         return Unreadable(index, None, f"record {index} (line {line}): {exc}")
+    except Exception as exc:  # one record's surprise must not cost the rest of the file
+        return Unreadable(index, None, f"record {index} (line {line}): unexpected {type(exc).__name__}: {exc}")
     return ParsedRecord(index, None, record, "utf-8", _dedupe(repairs + more))
 
 
