@@ -239,7 +239,6 @@ def _ingest_locked(engine, library, delivery, path: Path, result: IngestResult, 
     result.unreadable_reasons = run.unreadable_reasons
 
     with engine.begin() as conn:
-        load.lock_library(conn, code)
         current = load.current_record_count(conn, code)
         incoming = result.loaded + result.quarantined
         threshold = getattr(library.source, "hold_drop", None) or DEFAULT_HOLD_DROP

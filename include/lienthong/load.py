@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from lienthong.model import CanonicalRecord
 
-# Lock namespace for pg_advisory_xact_lock(namespace, hashtext(library_code)).
+# Advisory lock namespace: pg_advisory_lock(namespace, hashtext(library_code)) serialises a library's runs.
 LIBRARY_LOCK_NAMESPACE = 7426
 
 RECORD_COLUMNS = (
@@ -136,12 +136,6 @@ def write_unreadable(conn: sa.Connection, batch_id: int, library_code: str, unre
         [{"batch": batch_id, "library": library_code, "idx": u.index, "offset": u.offset, "reason": u.reason}
          for u in unreadable],
     )
-
-
-def lock_library(conn: sa.Connection, library_code: str) -> None:
-    """Two runs for the same library are serialised for the length of the transaction."""
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:ns, hashtext(:l))"),
-                 {"ns": LIBRARY_LOCK_NAMESPACE, "l": library_code})
 
 
 def current_record_count(conn: sa.Connection, library_code: str) -> int:

@@ -6,6 +6,7 @@ first use and left running, so every command and task of the same checkout reuse
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import subprocess
 import warnings
@@ -19,6 +20,10 @@ from lienthong import config
 
 class WarehouseError(RuntimeError):
     pass
+
+
+# pgserver logs its bookkeeping at INFO, including from an atexit hook after the streams are closed.
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 
 def _embedded_server():
