@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MARC_PUBLIC = (ROOT.parent / "shared" / "data" / "marc-public").resolve()
+# A byte-for-byte copy of ../shared/data/marc-public (see its PROVENANCE.md), so a clone tests on its own.
+MARC_PUBLIC = ROOT / "tests" / "fixtures" / "marc-public"
 
 # Airflow reads its configuration at import: point it at a private home before anything imports it.
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="lienthong-airflow-"))
