@@ -29,11 +29,12 @@ if os.environ.get("LIENTHONG_TEST_WAREHOUSE_URL"):
     os.environ["LIENTHONG_WAREHOUSE_URL"] = os.environ["LIENTHONG_TEST_WAREHOUSE_URL"]
 else:
     os.environ.pop("LIENTHONG_WAREHOUSE_URL", None)
-    os.environ["LIENTHONG_WAREHOUSE_DB"] = "lienthong_test"
+    # LIENTHONG_TEST_DB lets several checkouts or sessions test side by side on one embedded server.
+    os.environ["LIENTHONG_WAREHOUSE_DB"] = os.environ.get("LIENTHONG_TEST_DB", "lienthong_test")
 
-TRUNCATE = """TRUNCATE quality.check_failure, quality.quarantine, quality.unreadable, core.item, core.record,
-              core.batch, landing.delivery, staging.record, staging.item RESTART IDENTITY CASCADE"""
-
+# Tables that hold the registry's dimensions survive clean_warehouse; everything else is emptied.
+REGISTRY_TABLES = {"core.library", "core.library_group", "core.group_membership", "core.administrative_unit"}
+STAGE_SCHEMAS = ("landing", "staging", "core", "quality", "catalog", "circulation", "reporting", "access")
 
 @pytest.fixture(scope="session")
 def state_dir(tmp_path_factory) -> Path:
@@ -49,17 +50,17 @@ def warehouse_engine(state_dir):
     """A migrated, empty warehouse database for the session."""
     import sqlalchemy as sa
 
-    from lienthong import dimensions, migrations, warehouse
+    from lienthong import config, dimensions, migrations, warehouse
 
     if warehouse.is_embedded():
         admin = sa.create_engine(warehouse.sqlalchemy_url("postgres"), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.execute(sa.text("DROP DATABASE IF EXISTS lienthong_test WITH (FORCE)"))
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{config.embedded_database()}" WITH (FORCE)'))
         admin.dispose()
     else:
         engine = warehouse.engine()
         with engine.begin() as conn:
-            conn.execute(sa.text("DROP SCHEMA IF EXISTS landing, staging, core, quality, catalog, marts CASCADE"))
+            conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {', '.join(STAGE_SCHEMAS)}, marts CASCADE"))
             conn.execute(sa.text("DROP TABLE IF EXISTS public.alembic_version"))
     warehouse.dispose_engines()
     engine = warehouse.engine()
@@ -75,7 +76,10 @@ def clean_warehouse(warehouse_engine):
     import sqlalchemy as sa
 
     with warehouse_engine.begin() as conn:
-        conn.execute(sa.text(TRUNCATE))
+        tables = [f"{schema}.{name}" for schema, name in conn.execute(sa.text(
+            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY(:s)"), {"s": list(STAGE_SCHEMAS)})]
+        tables = [t for t in tables if t not in REGISTRY_TABLES]
+        conn.execute(sa.text(f"TRUNCATE {', '.join(sorted(tables))} RESTART IDENTITY CASCADE"))
     return warehouse_engine
 
 

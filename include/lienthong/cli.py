@@ -248,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("summary", help="the province summary: libraries, records, items, completeness")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_summary)
+
+    from lienthong.commands import register_all
+
+    register_all(commands)
     return parser
 
 

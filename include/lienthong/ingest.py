@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from lienthong import landing, load, sources, warehouse
 from lienthong.model import CanonicalRecord
 from lienthong.normalise import to_canonical
-from lienthong.parse import ParsedRecord, ParseError, Unreadable, read_records
+from lienthong.parse import ParsedRecord, ParseError, Unreadable, detect_format, read_records
 from lienthong.registry import Registry, load_registry
 from lienthong.validate import Failure, validate_batch
 
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 20_000
 DEFAULT_HOLD_DROP = 0.5  # an export with half the records of the last accepted one is held, not applied
 MAX_REASONS = 20
+TABULAR_FORMATS = ("csv", "xlsx")
 
 
 class IngestError(RuntimeError):
@@ -95,8 +96,10 @@ def _last_batch(conn: sa.Connection, library_code: str):
 class _BatchRun:
     """The parse → validate → stage loop of one batch, accumulating counts and reasons."""
 
-    def __init__(self, engine: sa.Engine, batch_id: int, library_code: str, item_field: str):
+    def __init__(self, engine: sa.Engine, batch_id: int, library_code: str, item_field: str,
+                 field_mapping=None):
         self.engine = engine
+        self.field_mapping = field_mapping
         self.batch_id = batch_id
         self.library_code = library_code
         self.item_field = item_field
@@ -107,13 +110,29 @@ class _BatchRun:
         self.seen_ids: set[str] = set()
 
     def run(self, path: Path, file_format: str, encoding: str | None, chunk_size: int) -> None:
-        for chunk in _chunks(read_records(path, format=file_format, encoding=encoding), chunk_size):
+        for chunk in _chunks(self._stream(path, file_format, encoding), chunk_size):
             self._chunk(chunk)
 
-    def _chunk(self, chunk: list[ParsedRecord | Unreadable]) -> None:
+    def _stream(self, path: Path, file_format: str, encoding: str | None) -> Iterator:
+        """MARC formats go through parse → normalise; spreadsheets come out of tabular as canonical records."""
+        if file_format == "auto":
+            with open(path, "rb") as head:
+                try:
+                    file_format = detect_format(head.read(65536))
+                except ParseError:
+                    file_format = "auto"  # read_records reports an empty or unknown file with its reason
+        if file_format in TABULAR_FORMATS:
+            from lienthong.tabular import read_tabular
+
+            return read_tabular(path, format=file_format, encoding=encoding, mapping=self.field_mapping,
+                                library_code=self.library_code)
+        return read_records(path, format=file_format, encoding=encoding)
+
+    def _chunk(self, chunk: list[ParsedRecord | CanonicalRecord | Unreadable]) -> None:
         unreadable = [entry for entry in chunk if isinstance(entry, Unreadable)]
-        records = [to_canonical(entry, self.library_code, item_field=self.item_field)
-                   for entry in chunk if isinstance(entry, ParsedRecord)]
+        records = [entry if isinstance(entry, CanonicalRecord)
+                   else to_canonical(entry, self.library_code, item_field=self.item_field)
+                   for entry in chunk if not isinstance(entry, Unreadable)]
         self.result_counts["read"] += len(chunk)
         self.result_counts["unreadable"] += len(unreadable)
         for entry in unreadable:
@@ -222,7 +241,7 @@ def _ingest_locked(engine, library, delivery, path: Path, result: IngestResult, 
         ).scalar_one()
     result.batch_id = batch_id
 
-    run = _BatchRun(engine, batch_id, code, library.source.item_field)
+    run = _BatchRun(engine, batch_id, code, library.source.item_field, library.source.field_mapping)
     try:
         run.run(delivery.stored_path, file_format, library.source.encoding, chunk_size)
     except ParseError as exc:

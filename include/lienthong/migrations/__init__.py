@@ -1,4 +1,10 @@
-"""Versioned warehouse migrations (Alembic). Each version applies one DDL file kept in sql/."""
+"""Versioned warehouse migrations (Alembic). Each version applies one DDL file kept in sql/.
+
+The foundation (0001, 0002) is one line; each later feature (quality, catalogue, circulation, reports,
+access) is its own branch off the foundation, ordered by ``depends_on`` where one needs another's tables.
+The warehouse is "at head" when every branch is at its head; a revision is written as the sorted heads
+joined by ``+``.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,15 +34,19 @@ def sql_file(name: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
+def _joined(heads) -> str | None:
+    return "+".join(sorted(heads)) or None
+
+
 def current_revision(connection: sa.Connection) -> str | None:
     context = MigrationContext.configure(connection, opts={"version_table_schema": VERSION_TABLE_SCHEMA})
-    return context.get_current_revision()
+    return _joined(context.get_current_heads())
 
 
 def head_revision() -> str:
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent))
-    return ScriptDirectory.from_config(cfg).get_current_head()
+    return _joined(ScriptDirectory.from_config(cfg).get_heads())
 
 
 def upgrade(engine: sa.Engine) -> tuple[str | None, str]:
@@ -45,6 +55,6 @@ def upgrade(engine: sa.Engine) -> tuple[str | None, str]:
         # Serialise concurrent `db init`s (two tasks starting at once) on one advisory lock.
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(7426001)"))
         before = current_revision(connection)
-        command.upgrade(alembic_config(connection), "head")
+        command.upgrade(alembic_config(connection), "heads")
         after = current_revision(connection)
     return before, after
