@@ -9,11 +9,12 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: help install demo test airflow db-stop clean
+.PHONY: help install demo test bench airflow db-stop clean
 
 help:
 	@echo "make demo     set up, start the embedded warehouse, generate the sample province, run the ingest DAG"
 	@echo "make test     run the test suite (unit, PostgreSQL integration, DAG tests)"
+	@echo "make bench    benchmark suite: parse and ingest speed against bare pymarc, re-runs, memory (SCALE=5)"
 	@echo "make airflow  start 'airflow standalone' on the project's DAGs (UI on http://localhost:8080)"
 	@echo "make db-stop  stop the embedded PostgreSQL"
 
@@ -31,6 +32,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+SCALE ?= 5
+bench: $(STAMP)
+	$(BIN)/python bench/run_bench.py --scale $(SCALE)
 
 airflow: $(STAMP)
 	$(BIN)/lienthong db init

@@ -1,0 +1,249 @@
+"""lienthong benchmark suite: `make bench` (not part of the tests).
+
+Prints, on the same input, in one run:
+  * bare pymarc parse speed (the reference) and lienthong's own reader on the same files;
+  * end-to-end ingest (landing, parse, normalise, validate with GX, load) sequential and with one worker
+    process per core, and its ratio to the reference;
+  * a no-change re-run of the whole province (every export skipped by checksum);
+  * union-catalogue build time (when the catalogue stage is installed);
+  * peak memory (RSS) of an ingest worker on a small and a large export (flat = streaming works);
+and writes everything as JSON with the machine's description to bench/results/.
+
+Each measured phase runs in its own process so its peak RSS is its own. The warehouse is a separate
+database (``lienthong_bench``) on the embedded server or on LIENTHONG_WAREHOUSE_URL.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _child(phase: str, *args: str) -> dict:
+    """Run one phase in a fresh interpreter and return its JSON result."""
+    out = subprocess.run([sys.executable, __file__, "--phase", phase, *args], check=True, capture_output=True,
+                         text=True, env=os.environ.copy())
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------ phases (run in child processes)
+def phase_pymarc(files: list[str]) -> dict:
+    import pymarc
+
+    records = 0
+    started = time.perf_counter()
+    for name in files:
+        with open(name, "rb") as fh:
+            for record in pymarc.MARCReader(fh, to_unicode=True, force_utf8=False, utf8_handling="replace"):
+                if record is not None:
+                    records += 1
+    seconds = time.perf_counter() - started
+    return {"records": records, "seconds": seconds, "peak_rss_mb": _peak_rss_mb()}
+
+
+def phase_reader(files: list[str]) -> dict:
+    from lienthong.normalise import to_canonical
+    from lienthong.parse import ParsedRecord, read_records
+
+    records = 0
+    started = time.perf_counter()
+    for name in files:
+        for entry in read_records(name):
+            if isinstance(entry, ParsedRecord):
+                to_canonical(entry, "BENCH")
+                records += 1
+    seconds = time.perf_counter() - started
+    return {"records": records, "seconds": seconds, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _ingest_one(code: str) -> dict:
+    from lienthong.ingest import ingest_library
+
+    return ingest_library(code).to_dict()
+
+
+def phase_ingest(codes: list[str], workers: int) -> dict:
+    from lienthong import warehouse
+
+    warehouse.engine()  # start the embedded server before forking workers
+    started = time.perf_counter()
+    if workers <= 1:
+        results = [_ingest_one(code) for code in codes]
+    else:
+        warehouse.dispose_engines()
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(_ingest_one, codes))
+    seconds = time.perf_counter() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    statuses: dict[str, int] = {}
+    for result in results:
+        statuses[result["status"]] = statuses.get(result["status"], 0) + 1
+    return {"libraries": len(codes), "records": sum(r["read"] for r in results),
+            "loaded": sum(r["loaded"] for r in results), "statuses": statuses, "seconds": seconds,
+            "peak_rss_mb": max(_peak_rss_mb(), children)}
+
+
+def phase_catalog() -> dict:
+    import importlib.util
+
+    if importlib.util.find_spec("lienthong.catalog") is None:
+        return {"skipped": "the union-catalogue stage (lienthong.catalog) is not installed"}
+    from lienthong import catalog, warehouse
+
+    started = time.perf_counter()
+    summary = catalog.build(warehouse.engine())
+    return {"seconds": time.perf_counter() - started, "summary": summary, "peak_rss_mb": _peak_rss_mb()}
+
+
+def phase_reset() -> dict:
+    """Fresh bench database with migrations and the registry."""
+    import sqlalchemy as sa
+
+    from lienthong import config, dimensions, migrations, warehouse
+
+    if warehouse.is_embedded():
+        admin = sa.create_engine(warehouse.sqlalchemy_url("postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{config.embedded_database()}" WITH (FORCE)'))
+        admin.dispose()
+        warehouse.dispose_engines()
+    engine = warehouse.engine()
+    migrations.upgrade(engine)
+    return {"registry": dimensions.load_registry_dimensions(engine)}
+
+
+def phase_generate(scale: float, seed: int) -> dict:
+    from lienthong import config
+    from lienthong.demo import generate_province
+    from lienthong.demo_run import library_specs
+    from lienthong.registry import load_registry
+
+    started = time.perf_counter()
+    truth = generate_province(library_specs(load_registry()), config.drop_root(), scale=scale, seed=seed)
+    files = [str(config.drop_root() / entry["file"]) for entry in truth["libraries"].values()]
+    return {"seconds": time.perf_counter() - started, "totals": truth["totals"], "files": files,
+            "libraries": sorted(truth["libraries"]),
+            "sizes": {code: entry["records"] for code, entry in truth["libraries"].items()}}
+
+
+# ------------------------------------------------------------------ orchestration
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
+            "cores": os.cpu_count(), "memory_gib": round(memory, 1)}
+
+
+def _rate(records: int, seconds: float) -> float:
+    return records / seconds if seconds else 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=5.0, help="sample province scale (1 ≈ 8,000 records)")
+    parser.add_argument("--seed", type=int, default=20261125)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+
+    os.environ.setdefault("LIENTHONG_VAR", str(ROOT / "var" / "bench"))
+    os.environ.setdefault("LIENTHONG_WAREHOUSE_DB", "lienthong_bench")
+    os.environ.setdefault("LIENTHONG_PGDATA", str(ROOT / "var" / "pgdata"))
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+    if options.phase:
+        handlers = {
+            "pymarc": lambda: phase_pymarc(options.args), "reader": lambda: phase_reader(options.args),
+            "ingest": lambda: phase_ingest(options.args[1:], int(options.args[0])),
+            "catalog": phase_catalog, "reset": phase_reset,
+            "generate": lambda: phase_generate(float(options.args[0]), int(options.args[1])),
+        }
+        print(json.dumps(handlers[options.phase](), default=str))
+        return 0
+
+    report: dict = {"started": datetime.now(timezone.utc).isoformat(), "machine": machine(),
+                    "scale": options.scale, "seed": options.seed}
+    say = lambda text: print(text, flush=True)  # noqa: E731
+    say(f"lienthong bench — {report['machine']['cpu']}, {report['machine']['cores']} cores, scale {options.scale}")
+
+    generated = _child("generate", str(options.scale), str(options.seed))
+    files, codes, sizes = generated["files"], generated["libraries"], generated["sizes"]
+    report["input"] = {"libraries": len(codes), **generated["totals"], "generate_seconds": generated["seconds"]}
+    say(f"input: {len(codes)} exports, {generated['totals']['records']:,} records, "
+        f"{generated['totals']['items']:,} copies (generated in {generated['seconds']:.1f} s)")
+
+    reference = _child("pymarc", *files)
+    ref_rate = _rate(reference["records"], reference["seconds"])
+    reader = _child("reader", *files)
+    reader_rate = _rate(reader["records"], reader["seconds"])
+    say(f"bare pymarc parse          : {ref_rate:10,.0f} records/s  (reference)")
+    say(f"lienthong parse+normalise  : {reader_rate:10,.0f} records/s  ratio {reader_rate / ref_rate:.2f}×")
+
+    _child("reset")
+    sequential = _child("ingest", "1", *codes)
+    seq_rate = _rate(sequential["records"], sequential["seconds"])
+    say(f"end-to-end ingest, 1 proc  : {seq_rate:10,.0f} records/s  ratio {seq_rate / ref_rate:.2f}×  "
+        f"({sequential['seconds']:.1f} s, peak RSS {sequential['peak_rss_mb']:.0f} MB)")
+    _child("reset")
+    parallel = _child("ingest", str(options.workers), *codes)
+    par_rate = _rate(parallel["records"], parallel["seconds"])
+    say(f"end-to-end ingest, {options.workers} procs : {par_rate:10,.0f} records/s  ratio {par_rate / ref_rate:.2f}×  "
+        f"({parallel['seconds']:.1f} s)")
+    rerun = _child("ingest", str(options.workers), *codes)
+    say(f"no-change re-run           : {rerun['seconds']:10.2f} s for {rerun['libraries']} libraries "
+        f"({rerun['statuses']})")
+    catalog = _child("catalog")
+    if "skipped" in catalog:
+        say(f"union catalogue build      : skipped ({catalog['skipped']})")
+    else:
+        say(f"union catalogue build      : {catalog['seconds']:10.2f} s")
+
+    biggest = max(codes, key=lambda code: sizes[code])
+    smallest = min(codes, key=lambda code: sizes[code])
+    _child("reset")
+    small = _child("ingest", "1", smallest)
+    large = _child("ingest", "1", biggest)
+    say(f"peak RSS, one ingest       : {small['peak_rss_mb']:.0f} MB for {small['records']:,} records, "
+        f"{large['peak_rss_mb']:.0f} MB for {large['records']:,} records")
+
+    report["results"] = {
+        "pymarc_parse": {**reference, "records_per_s": ref_rate},
+        "lienthong_parse_normalise": {**reader, "records_per_s": reader_rate, "ratio": reader_rate / ref_rate},
+        "ingest_sequential": {**sequential, "records_per_s": seq_rate, "ratio": seq_rate / ref_rate},
+        "ingest_parallel": {**parallel, "workers": options.workers, "records_per_s": par_rate,
+                            "ratio": par_rate / ref_rate},
+        "rerun_no_change": rerun, "catalog_build": catalog,
+        "memory": {"small": {"library": smallest, **small}, "large": {"library": biggest, **large}},
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"bench-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+    say(f"results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
