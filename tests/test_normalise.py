@@ -77,8 +77,20 @@ def test_nfd_input_becomes_nfc_with_a_repair():
     canonical = to_canonical(parsed(school_record(title=nfd_title), repairs=["framed-on-terminator"]), "THPT-HB")
     assert canonical.title == "Tiếng Việt 1"
     assert unicodedata.is_normalized("NFC", canonical.title)
-    assert canonical.repairs == ["framed-on-terminator", "nfc"]
-    assert "nfc" not in to_canonical(parsed(school_record()), "THPT-HB").repairs
+    assert canonical.repairs == ["framed-on-terminator", "nfd→nfc"]
+    assert "nfd→nfc" not in to_canonical(parsed(school_record()), "THPT-HB").repairs
+
+
+def test_new_tone_placement_becomes_the_traditional_one_with_a_repair():
+    record = school_record(field("653", "a", "Sức khoẻ học đường"), field("650", "a", "Hoà Bình (tỉnh)", ind=" 7"),
+                           title="Thuỷ tinh và hoá học /")
+    canonical = to_canonical(parsed(record), "THPT-HB")
+    assert canonical.title == "Thủy tinh và hóa học"
+    assert "Sức khỏe học đường" in canonical.keywords
+    assert "Hòa Bình (tỉnh)" in canonical.subjects
+    assert "tone-placement" in canonical.repairs
+    old_style = to_canonical(parsed(school_record(title="Thủy tinh và hóa học /")), "THPT-HB")
+    assert old_style.title == canonical.title and "tone-placement" not in old_style.repairs
 
 
 def test_hash_ignores_position_but_not_content():

@@ -17,6 +17,7 @@ from pymarc import Field, Indicators, Subfield
 
 from lienthong import parse
 from lienthong.parse import ParsedRecord, ParseError, Unreadable, detect_format, read_records
+from lienthong.vietnamese import encode_legacy
 from tests.conftest import MARC_PUBLIC
 
 FIXTURES = MARC_PUBLIC
@@ -156,8 +157,10 @@ def test_explicit_encoding_override_is_honoured():
     assert forced.encoding == "marc-8" and "leader09-said-utf8-but-marc8" not in forced.repairs
     wrong = read_all(fixture("marc4j__brkrtest.mrc"), encoding="utf-8")
     assert any(isinstance(r, Unreadable) and "invalid UTF-8" in r.reason for r in wrong)
-    with pytest.raises(ParseError, match="unsupported encoding 'tcvn3'"):
-        read_records(fixture("marc4j__brkrtest.mrc"), encoding="tcvn3")
+    with pytest.raises(ParseError, match="unsupported encoding 'klingon-8'"):
+        read_records(fixture("marc4j__brkrtest.mrc"), encoding="klingon-8")
+    latin = read_all(fixture("ruby-marc__marc8_accented_chars.marc"), encoding="latin-1")
+    assert latin[0].encoding == "iso8859-1"  # a Python codec from the registry is honoured as said
 
 
 def test_truncated_last_record():
@@ -445,8 +448,25 @@ def test_detect_format():
     assert detect_format(b"\xef\xbb\xbf  \n<?xml version='1.0'?><collection/>") == "marcxml"
     assert detect_format(b"<record/>") == "marcxml"
     assert detect_format(b"00714cam a2200205 a 4500") == "marc21"
-    with pytest.raises(ParseError):
-        detect_format(b"title,author\nToan,Nguyen\n")
+    assert detect_format(b"title,author\nToan,Nguyen\n") == "csv"
+    assert detect_format(encode_legacy("STT;Nhan đề;Tác giả\r\n1;Toán;Hà", "tcvn3")) == "csv"
+    assert detect_format(b"STT\tNhan de\n1\tToan\n") == "csv"
+    assert detect_format("\ufeffSTT\tNhan đề\n".encode("utf-16")) == "csv"
+    assert detect_format(b"PK\x03\x04\x14\x00\x06\x00") == "xlsx"
+    with pytest.raises(ParseError, match="gzip"):
+        detect_format(b"\x1f\x8b\x08\x00")
+    with pytest.raises(ParseError, match="unknown format"):
+        detect_format(b"just some words without a delimiter\n")
+
+
+@pytest.mark.parametrize("content, fmt", [(b"a,b\n1,2\n", "csv"), (b"PK\x03\x04rest", "xlsx")])
+def test_spreadsheets_are_refused_with_a_pointer_to_tabular(tmp_path, content, fmt):
+    path = tmp_path / "export.bin"
+    path.write_bytes(content)
+    with pytest.raises(ParseError, match=rf"export.bin: .*{fmt.upper()}.*lienthong.tabular"):
+        read_records(path)
+    with pytest.raises(ParseError, match="lienthong.tabular"):
+        read_records(path, format=fmt)
 
 
 def test_unknown_format_names_the_file(tmp_path):

@@ -1,7 +1,8 @@
 """Turn a parsed MARC record into the canonical record (docs/architecture.md, "Canonical record").
 
 Later stages never see MARC: this module is the one place that knows which tag and subfield carries what,
-how ISBD punctuation is trimmed, and how Koha (952) or MARC holdings (852) describe copies.
+how ISBD punctuation is trimmed, and how Koha (952) or MARC holdings (852) describe copies. Every text value
+goes through `lienthong.vietnamese.normalise_text`: NFC with the traditional tone placement ("hòa", "thủy").
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pymarc
 
 from lienthong.model import CanonicalRecord, Item
 from lienthong.parse import ParsedRecord
+from lienthong.vietnamese import normalise_text
 
 __all__ = ["to_canonical"]
 
@@ -28,10 +30,11 @@ _KOHA_STATUS = (("1", "lost"), ("0", "withdrawn"), ("4", "damaged"))
 
 
 class _Text:
-    """Normalise text the one way the contract demands, remembering whether NFC changed anything."""
+    """Normalise text the one way the contract demands, remembering which repairs that took (for audit)."""
 
     def __init__(self) -> None:
         self.nfc_changed = False
+        self.tones_moved = False
 
     def __call__(self, value: str | None) -> str | None:
         if value is None:
@@ -39,7 +42,10 @@ class _Text:
         nfc = unicodedata.normalize("NFC", value)
         if nfc != value:
             self.nfc_changed = True
-        cleaned = " ".join(nfc.split())
+        spelled = normalise_text(nfc)
+        if spelled != nfc:
+            self.tones_moved = True
+        cleaned = " ".join(spelled.split())
         return cleaned or None
 
 
@@ -75,7 +81,9 @@ def to_canonical(parsed: ParsedRecord, library_code: str, *, item_field: str = "
         items=_ITEM_MAPPERS[item_field](record.get_fields(item_field), text),
     )
     if text.nfc_changed:
-        canonical.repairs.append("nfc")
+        canonical.repairs.append("nfd→nfc")
+    if text.tones_moved:
+        canonical.repairs.append("tone-placement")
     canonical.repairs = _dedupe(canonical.repairs)
     canonical.compute_hash()
     return canonical

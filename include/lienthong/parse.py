@@ -3,18 +3,21 @@
 pymarc's own readers are too trusting for real exports (see docs/architecture.md and the pitfalls notes):
 they believe the leader's record length, leader/09 and the directory, and one bad record ends the file.
 Here ISO 2709 is framed on the 0x1D record terminator while streaming, the directory is cross-checked
-against the 0x1E field terminators, and each record's encoding is decided from its bytes.  MARCXML is read
+against the 0x1E field terminators, and the encoding is decided from the bytes (docs/encodings.md): per file
+from the head of the record set, per record, and checked per field, never from leader/09 alone, so TCVN3,
+VNI, Windows-1258 and decomposed UTF-8 come out as the same NFC text as clean UTF-8.  MARCXML is read
 element by element with a parser that refuses entities.  Every framed record yields exactly one
 `ParsedRecord` or `Unreadable`, so nothing disappears silently.
 """
 from __future__ import annotations
 
 import bisect
+import codecs
 import io
 import os
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -23,6 +26,8 @@ from lxml import etree
 from pymarc import marc8_mapping
 from pymarc.field import Indicators, Subfield
 from pymarc.leader import Leader
+
+from lienthong.vietnamese import LEGACY_ENCODINGS, decode_legacy, is_vietnamese_syllable, vietnamese_score
 
 __all__ = ["ParseError", "ParsedRecord", "Unreadable", "detect_format", "read_records"]
 
@@ -43,7 +48,17 @@ SEPARATORS = b"\r\n\x00"
 IGNORABLE_TAIL = b" \t\r\n\x00\x1a\x0b\x0c"
 UTF8_BOM = b"\xef\xbb\xbf"
 
-ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "marc-8": "marc-8", "marc8": "marc-8"}
+ENCODINGS = {
+    "utf-8": "utf-8", "utf8": "utf-8", "marc-8": "marc-8", "marc8": "marc-8",
+    "tcvn3": "tcvn3", "tcvn": "tcvn3", "abc": "tcvn3", "tcvn5712": "tcvn3", "tcvn5712-1": "tcvn3",
+    "vni": "vni", "vni-windows": "vni", "cp1258": "cp1258", "windows-1258": "cp1258",
+}
+TABULAR_FORMATS = ("csv", "xlsx")
+# The head of the record set the per-file encoding is decided from.
+HEAD_RECORDS = 200
+HEAD_BYTES = 256 << 10
+MIN_VIETNAMESE_WORDS = 2
+THIN_EVIDENCE = 5
 
 # Valid UTF-8 multibyte sequences (RFC 3629): their presence shows a record is UTF-8, not MARC-8.
 _UTF8_MULTIBYTE = re.compile(
@@ -69,7 +84,7 @@ class ParsedRecord:
     index: int  # 0-based position in the file
     offset: int | None  # byte offset of the record in the file (ISO 2709), None for XML
     record: pymarc.Record
-    encoding: str  # "utf-8" or "marc-8": how the bytes were decoded
+    encoding: str  # how the bytes were decoded: utf-8, marc-8, tcvn3, vni, cp1258 or the registry's codec
     repairs: list[str] = field(default_factory=list)
 
 
@@ -91,18 +106,44 @@ class _Bad(Exception):
 
 
 def detect_format(head: bytes) -> str:
-    """Tell ISO 2709 from MARCXML by content, since file names and extensions lie."""
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 BOM: only XML comes like this
-        return "marcxml"
+    """"marc21", "marcxml", "csv" or "xlsx", by content, since file names and extensions lie.
+
+    CSV is delimited text: a delimiter (, ; tab |) in the first line and no MARC terminator. Spreadsheets
+    are read by lienthong.tabular, not here.
+    """
+    if head.startswith(b"PK\x03\x04"):
+        return "xlsx"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 BOM: XML, or Excel's "Unicode text"
+        text = head[2:len(head) - len(head) % 2].decode("utf-16-le" if head[0] == 0xFF else "utf-16-be", "replace")
+        if text.lstrip().startswith("<"):
+            return "marcxml"
+        return "csv" if _delimited(text.encode("utf-8")) else "marcxml"
     body = head[len(UTF8_BOM):] if head.startswith(UTF8_BOM) else head
     body = body.lstrip(b" \t\r\n\x00")
     if body.startswith(b"<"):
         return "marcxml"
-    if body[:5].isdigit() or RECORD_TERMINATOR in body or FIELD_TERMINATOR in body:
+    if RECORD_TERMINATOR in body or FIELD_TERMINATOR in body or _leader_shaped(body):
         return "marc21"
     if body.startswith(b"\x1f\x8b"):
         raise ParseError("unknown format: the data is gzip-compressed; decompress it first")
-    raise ParseError(f"unknown format: neither ISO 2709 nor MARCXML (starts with {body[:16]!r})")
+    if _delimited(body):
+        return "csv"
+    if body[:5].isdigit():
+        return "marc21"
+    raise ParseError(f"unknown format: neither ISO 2709, MARCXML, CSV nor XLSX (starts with {body[:16]!r})")
+
+
+def _leader_shaped(body: bytes) -> bool:
+    """The start of an ISO 2709 leader: a 5-digit length, and "22" counts or the "4500" entry map."""
+    return len(body) >= LEADER_LEN and body[:5].isdigit() and (body[10:12] == b"22" or body[20:24] == b"4500")
+
+
+def _delimited(body: bytes) -> bool:
+    """Text (no NUL or MARC separators) whose first line holds a CSV delimiter."""
+    if b"\x00" in body or SUBFIELD_DELIMITER in body:
+        return False
+    first = body.split(b"\n", 1)[0]
+    return any(delimiter in first for delimiter in (b",", b";", b"\t", b"|"))
 
 
 class _Source:
@@ -214,11 +255,9 @@ def read_records(
     fails at once rather than at the first `next()`.
     """
     source = _Source(path)
-    forced = None
-    if encoding is not None:
-        forced = ENCODINGS.get(encoding.strip().lower())
-        if forced is None:
-            raise ParseError(f"{source.name}: unsupported encoding {encoding!r} (use 'utf-8' or 'marc-8')")
+    forced = None if encoding is None else _encoding_option(encoding, source.name)
+    if format in TABULAR_FORMATS:
+        raise ParseError(f"{source.name}: {format} is a spreadsheet format: read it with lienthong.tabular")
     if format not in ("auto", "marc21", "marcxml", "iso2709"):
         raise ParseError(f"{source.name}: unknown format option {format!r}")
     head = source.read_head()
@@ -231,9 +270,24 @@ def read_records(
             fmt = detect_format(head)
         except ParseError as exc:
             raise ParseError(f"{source.name}: {exc}") from None
+        if fmt in TABULAR_FORMATS:
+            raise ParseError(f"{source.name}: the content is {fmt.upper()}, a spreadsheet: read it with "
+                             f"lienthong.tabular")
     if fmt == "marc21":
         return _read_iso2709(source, forced)
     return _read_marcxml(source)
+
+
+def _encoding_option(encoding: str, name: str) -> str:
+    """The registry's encoding override: utf-8, marc-8, cp1258, tcvn3, vni, or any Python codec."""
+    key = encoding.strip().lower().replace("_", "-")
+    if key in ENCODINGS:
+        return ENCODINGS[key]
+    try:
+        return codecs.lookup(key).name
+    except LookupError:
+        raise ParseError(f"{name}: unsupported encoding {encoding!r} (use utf-8, marc-8, cp1258, tcvn3, vni "
+                         f"or a Python codec name)") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -302,13 +356,22 @@ def _frames(stream: BinaryIO) -> Iterator[_Frame]:
 
 def _read_iso2709(source: _Source, forced: str | None) -> Iterator[ParsedRecord | Unreadable]:
     with source.stream() as stream:
-        for index, frame in enumerate(_frames(stream)):
+        frames = _frames(stream)
+        head: list[_Frame] = []
+        size = 0
+        for frame in frames:
+            head.append(frame)
+            size += len(frame.data or b"")
+            if len(head) >= HEAD_RECORDS or size >= HEAD_BYTES:
+                break
+        file_encoding = forced or _file_encoding(head)
+        for index, frame in enumerate(_chain(head, frames)):
             where = f"record {index} at byte {frame.offset}"
             if frame.data is None:
                 yield Unreadable(index, frame.offset, f"{where}: {frame.problem}")
                 continue
             try:
-                record, used, repairs = _decode_iso_record(frame.data, forced)
+                record, used, repairs = _decode_iso_record(frame.data, file_encoding, forced is not None)
             except _Bad as exc:
                 yield Unreadable(index, frame.offset, f"{where}: {exc}")
                 continue
@@ -318,8 +381,18 @@ def _read_iso2709(source: _Source, forced: str | None) -> Iterator[ParsedRecord 
             yield ParsedRecord(index, frame.offset, record, used, frame.repairs + repairs)
 
 
-def _decode_iso_record(raw: bytes, forced: str | None) -> tuple[pymarc.Record, str, list[str]]:
-    """Build a Record from one framed record, trusting terminators over the numbers the record states."""
+def _chain(head: list[_Frame], rest: Iterator[_Frame]) -> Iterator[_Frame]:
+    yield from head
+    yield from rest
+
+
+def _decode_iso_record(raw: bytes, file_encoding: str | None, forced: bool = False
+                       ) -> tuple[pymarc.Record, str, list[str]]:
+    """Build a Record from one framed record, trusting terminators over the numbers the record states.
+
+    `file_encoding` is the override or the legacy encoding decided for the whole file; without one the
+    record's own bytes decide between UTF-8, MARC-8 and the legacy encodings.
+    """
     repairs: list[str] = []
     size = len(raw)
     if size - 1 < LEADER_LEN:
@@ -357,14 +430,20 @@ def _decode_iso_record(raw: bytes, forced: str | None) -> tuple[pymarc.Record, s
     data_fields = [data for tag, data in tagged if not (tag < "010" and tag.isdigit())]
     if data_fields and not any(SUBFIELD_DELIMITER in data for data in data_fields):
         raise _Bad("no data field has a subfield delimiter (0x1F): not MARC 21/UNIMARC field structure")
-    used = forced or _choose_encoding(leader, [data for _, data in tagged], repairs)
+    if file_encoding is None:
+        used = _choose_encoding(leader, [data for _, data in tagged], repairs)
+    else:
+        used = file_encoding
+        if not forced and used in LEGACY_ENCODINGS and not all(data.isascii() for _, data in tagged):
+            repairs.append(f"leader09-said-{'utf8' if leader[9] == 'a' else 'marc8'}-but-{used}")
+    context = _Decoding(used, forced, repairs)
 
     record = pymarc.Record()
     fixed = (f"{size:05d}" if size <= MAX_ISO_LENGTH else "99999") + leader[5:12] + (
         f"{base_address:05d}" if base_address <= MAX_ISO_LENGTH else "99999") + leader[17:]
     record.leader = Leader(fixed)
     for tag, data in tagged:
-        record.add_field(_decode_field(tag, data, used, repairs))
+        record.add_field(_decode_field(tag, data, context))
     if not record.fields:
         raise _Bad("no fields")
     return record, used, _dedupe(repairs)
@@ -434,9 +513,18 @@ def _valid_tag(tag: bytes) -> bool:
 
 
 def _choose_encoding(leader: str, fields: list[bytes], repairs: list[str]) -> str:
-    """Decide from the bytes, using leader/09 only as the tie-breaker it is in real exports."""
+    """Decide from the bytes, using leader/09 only as the tie-breaker it is in real exports.
+
+    Bytes that are not UTF-8 and read as Vietnamese in TCVN3, VNI or Windows-1258 better than in MARC-8 are
+    taken for that legacy encoding, whatever leader/09 says (pymarc would turn "Hà Nội" into "Hæ Nǐ").
+    """
     data = b"".join(fields)
     declared = "utf-8" if leader[9] == "a" else "marc-8"
+    if not data.isascii() and b"\x1b" not in data and not _is_utf8(data):
+        legacy = _legacy_reading(data)
+        if legacy:
+            repairs.append(f"leader09-said-{declared.replace('-', '')}-but-{legacy}")
+            return legacy
     if declared == "utf-8":
         try:
             data.decode("utf-8")
@@ -457,6 +545,75 @@ def _choose_encoding(leader: str, fields: list[bytes], repairs: list[str]) -> st
     return "marc-8"
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+_SUBFIELD_MARK = re.compile(rb"\x1f[\x00-\xff]")
+
+
+def _text_bytes(fields: Iterable[bytes]) -> bytes:
+    """The subfield values of some fields, separated by spaces: what reads as words for detection."""
+    return b" ".join(_SUBFIELD_MARK.sub(b" ", data) for data in fields)
+
+
+def _legacy_reading(data: bytes) -> str | None:
+    """The legacy encoding in which these (non-UTF-8) field bytes read as Vietnamese, if one clearly does.
+
+    It must read better than MARC-8 and than UTF-8 with its bad bytes replaced, at least half of its
+    non-ASCII words must be Vietnamese syllables, with at least MIN_VIETNAMESE_WORDS different ones (one "ạ"
+    is a Vietnamese word, and also what TCVN3 makes of a Latin-1 "£"). On thin evidence (a few words) the
+    ASCII words must look Vietnamese too, so an English record with two stray bytes is not taken for TCVN3.
+    """
+    text = _SUBFIELD_MARK.sub(b" ", data)
+    best, best_score, best_share, best_text = None, 0.0, 0.0, ""
+    for name in LEGACY_ENCODINGS:
+        try:
+            decoded = decode_legacy(text, name)
+        except UnicodeDecodeError:
+            continue
+        score, valid, evidence = vietnamese_score(decoded)
+        if score > best_score:
+            best, best_score, best_share, best_text = name, score, valid / max(evidence, 1), decoded
+    if best is None or best_share < 0.5:
+        return None
+    words = _WORDS.findall(best_text)
+    distinct = {word.lower() for word in words if not word.isascii() and is_vietnamese_syllable(word)}
+    if len(distinct) < MIN_VIETNAMESE_WORDS:
+        return None
+    if len(distinct) < THIN_EVIDENCE and sum(map(is_vietnamese_syllable, words)) < len(words) / 3:
+        return None
+    marc8_text, problems = _marc8_decode(text)
+    if not [p for p in problems if not p.startswith("soft:")] and vietnamese_score(marc8_text)[0] >= best_score:
+        return None
+    if vietnamese_score(text.decode("utf-8", "replace"))[0] >= best_score:
+        return None
+    return best
+
+
+_WORDS = re.compile(r"[^\W\d_]+")
+
+
+def _file_encoding(head: list[_Frame]) -> str | None:
+    """The legacy encoding of the whole file, decided from the head of the record set; None when the head is
+    UTF-8, MARC-8 (escape sequences) or plain ASCII, and each record decides for itself."""
+    fields = []
+    for frame in head:
+        if frame.data is None:
+            continue
+        start = frame.data.find(FIELD_TERMINATOR, LEADER_LEN)
+        if start > 0:
+            fields.append(frame.data[start + 1:-1].replace(FIELD_TERMINATOR, b" "))
+    data = _text_bytes(fields)
+    if data.isascii() or b"\x1b" in data or _is_utf8(data):
+        return None
+    return _legacy_reading(data)
+
+
 def _clean_marc8(fields: list[bytes]) -> bool:
     """True when every subfield decodes as MARC-8 without a doubtful byte or an implausible result."""
     for data in fields:
@@ -467,9 +624,19 @@ def _clean_marc8(fields: list[bytes]) -> bool:
     return True
 
 
-def _decode_field(tag: str, data: bytes, encoding: str, repairs: list[str]) -> pymarc.Field:
+@dataclass
+class _Decoding:
+    """How one record's values are decoded, and where the repairs it needs are noted."""
+
+    encoding: str  # utf-8, marc-8, a legacy encoding or a Python codec
+    forced: bool  # the registry said so: no per-field second guessing of UTF-8
+    repairs: list[str]
+
+
+def _decode_field(tag: str, data: bytes, context: _Decoding) -> pymarc.Field:
+    repairs = context.repairs
     if tag < "010" and tag.isdigit():
-        return pymarc.Field(tag=tag, data=_decode_control(tag, data, encoding, repairs))
+        return pymarc.Field(tag=tag, data=_decode_control(tag, data, context.encoding, repairs))
     parts = data.split(SUBFIELD_DELIMITER)
     indicators = parts[0]
     ind = [chr(b) if 0x20 <= b < 0x7F else " " for b in indicators[:2]]
@@ -496,7 +663,7 @@ def _decode_field(tag: str, data: bytes, encoding: str, repairs: list[str]) -> p
                 code, value = "?", part
             else:
                 code, value = chr(part[match.start()]), part[:match.start()] + part[match.start() + 1:]
-        subfields.append(Subfield(code=code, value=_decode_value(tag, code, value, encoding, repairs)))
+        subfields.append(Subfield(code=code, value=_decode_value(tag, code, value, context)))
     return pymarc.Field(tag=tag, indicators=Indicators(*ind), subfields=subfields)
 
 
@@ -506,23 +673,49 @@ def _decode_control(tag: str, data: bytes, encoding: str, repairs: list[str]) ->
         return data.decode("ascii")
     except UnicodeDecodeError:
         pass
-    if encoding == "utf-8":
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
+    try:
+        if encoding in LEGACY_ENCODINGS:
+            return decode_legacy(data, encoding)
+        if encoding != "marc-8":
+            return data.decode(encoding)
+    except UnicodeDecodeError:
+        pass
     repairs.append(f"control-field-bad-bytes:{tag}")
     return data.decode("ascii", errors="replace")
 
 
-def _decode_value(tag: str, code: str, value: bytes, encoding: str, repairs: list[str]) -> str:
+def _decode_value(tag: str, code: str, value: bytes, context: _Decoding) -> str:
+    encoding, repairs = context.encoding, context.repairs
+    if encoding != "marc-8" and value.isascii():  # MARC-8 escapes and "&#x...;" are ASCII bytes too
+        return value.decode("ascii")
     if encoding == "utf-8":
         try:
-            return value.decode("utf-8")
+            return _utf8(value, repairs)
         except UnicodeDecodeError as exc:
+            legacy = None if context.forced else _legacy_reading(value)
+            if legacy:  # a legacy field in a UTF-8 record (mixed exports)
+                repairs.extend((f"encoding:{legacy}", f"field-encoding:{legacy}:{tag}"))
+                return decode_legacy(value, legacy)
             bad = value[max(exc.start - 8, 0):exc.end + 8]
             raise _Bad(f"invalid UTF-8 in field {tag} ${code} at byte {exc.start} of the subfield "
                        f"(around {bad!r})") from None
+    if encoding in LEGACY_ENCODINGS:
+        if _is_utf8(value) and not _reads_better_in(value, encoding):
+            repairs.append(f"field-utf-8:{tag}")  # a UTF-8 field in a legacy file stays UTF-8
+            return _utf8(value, repairs)
+        try:
+            text = decode_legacy(value, encoding)
+        except UnicodeDecodeError as exc:
+            raise _Bad(f"not decodable as {encoding} in field {tag} ${code}: byte {value[exc.start]:#04x} at "
+                       f"{exc.start} is undefined (around {value[:24]!r})") from None
+        repairs.append(f"encoding:{encoding}")
+        return text
+    if encoding != "marc-8":
+        try:
+            return unicodedata.normalize("NFC", value.decode(encoding))
+        except UnicodeDecodeError as exc:
+            raise _Bad(f"not decodable as {encoding} in field {tag} ${code} at byte {exc.start} "
+                       f"(around {value[:24]!r})") from None
     text, problems = _marc8_decode(value)
     hard = [p for p in problems if not p.startswith("soft:")]
     if hard:
@@ -536,6 +729,24 @@ def _decode_value(tag: str, code: str, value: bytes, encoding: str, repairs: lis
             repairs.append("marc8-ncr-decoded")
             text = unicodedata.normalize("NFC", decoded)
     return text
+
+
+def _utf8(value: bytes, repairs: list[str]) -> str:
+    """UTF-8 → NFC; decomposed text (macOS, some web forms) is composed and the repair noted."""
+    text = value.decode("utf-8")
+    nfc = unicodedata.normalize("NFC", text)
+    if nfc != text:
+        repairs.append("nfd→nfc")
+    return nfc
+
+
+def _reads_better_in(value: bytes, legacy: str) -> bool:
+    """True when bytes that happen to be valid UTF-8 read as Vietnamese better in the legacy encoding."""
+    try:
+        legacy_score = vietnamese_score(decode_legacy(value, legacy))[0]
+    except UnicodeDecodeError:
+        return False
+    return legacy_score > vietnamese_score(value.decode("utf-8"))[0]
 
 
 def _ncr_char(match: re.Match) -> str:
