@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import unicodedata
@@ -18,6 +19,11 @@ import sqlalchemy as sa
 from lienthong import config
 
 _CHUNK = 1 << 20
+MAX_NAME_CHARS = 200  # label in the manifest
+MAX_FILE_NAME_BYTES = 200  # a name written to disk: under every file system's 255-byte limit
+# Names Windows refuses whatever the extension (a share exported over SMB would choke on them).
+_WINDOWS_RESERVED = re.compile(r"^(CON|PRN|AUX|NUL|CONIN\$|CONOUT\$|COM[0-9¹²³]|LPT[0-9¹²³])(\..*)?$", re.I)
+_UNSAFE_CHARS = re.compile(r'[<>:"/\\|?*]')
 
 
 @dataclass(frozen=True)
@@ -32,10 +38,56 @@ class Delivery:
 
 
 def clean_name(name: str) -> str:
-    """The original file name as a printable label: no path, no control characters."""
+    """The original file name as a printable label: no path, no control characters, bounded length."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     printable = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C")
-    return unicodedata.normalize("NFC", printable).strip() or "unnamed"
+    label = unicodedata.normalize("NFC", printable).strip()
+    if label in ("", ".", ".."):
+        return "unnamed"
+    if len(label) > MAX_NAME_CHARS:
+        stem, dot, suffix = label.rpartition(".")
+        suffix = f".{suffix}" if dot and stem and len(suffix) <= 10 else ""
+        label = label[: MAX_NAME_CHARS - len(suffix) - 1] + "…" + suffix
+    return label
+
+
+def safe_file_name(name: str) -> str:
+    """A name that is safe to create on any file system, for a file a server or a library named.
+
+    Beyond :func:`clean_name`: no separators or characters Windows refuses, no leading dot (hidden, or
+    ``..``), no trailing dots or spaces, no reserved device names, at most MAX_FILE_NAME_BYTES in UTF-8.
+    """
+    label = _UNSAFE_CHARS.sub("_", clean_name(name)).strip(" .")
+    label = label.lstrip(".") or "unnamed"
+    if _WINDOWS_RESERVED.match(label):
+        label = f"_{label}"
+    if len(label.encode("utf-8")) > MAX_FILE_NAME_BYTES:
+        stem, dot, suffix = label.rpartition(".")
+        suffix = f".{suffix}" if dot and stem and len(suffix.encode()) <= 16 else ""
+        budget = MAX_FILE_NAME_BYTES - len(suffix.encode("utf-8"))
+        stem = (stem if suffix else label).encode("utf-8")[:budget].decode("utf-8", "ignore").rstrip(" .")
+        label = (stem or "unnamed") + suffix
+    return label
+
+
+def workspace(library_code: str) -> Path:
+    """The library's own folder beside the store: downloads and fetch state (``<landing>/sources/<code>``)."""
+    root = (config.landing_root() / "sources").resolve()
+    folder = (root / safe_file_name(library_code)).resolve()
+    if folder.parent != root:
+        raise ValueError(f"library code {library_code!r} cannot name a landing folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def download_path(library_code: str, name: str) -> Path:
+    """Where a downloaded export named ``name`` by its server is kept; always inside the library's folder."""
+    folder = workspace(library_code) / "download"
+    folder.mkdir(exist_ok=True)
+    target = folder / safe_file_name(name)
+    if target.resolve().parent != folder.resolve():
+        raise ValueError(f"file name {name!r} would leave the landing folder")
+    return target
 
 
 def store_bytes(source: Path) -> tuple[str, int, Path]:
