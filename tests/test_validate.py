@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -147,7 +148,7 @@ def test_every_suite_column_is_in_the_frame():
 
 def test_records_frame_shape_and_values():
     df = v.records_frame(batch())
-    assert list(df.columns) == list(v.COLUMNS)
+    assert list(df.columns) == list(v.COLUMNS) + list(v.DERIVED_COLUMNS)
     assert len(df) == 13
     assert df["record_key"].tolist() == [str(i) for i in range(13)]
     assert df["record_key"].is_unique
@@ -174,7 +175,7 @@ def test_records_frame_shape_and_values():
 
 def test_records_frame_empty_has_all_columns():
     df = v.records_frame([])
-    assert list(df.columns) == list(v.COLUMNS) and len(df) == 0
+    assert list(df.columns) == list(v.COLUMNS) + list(v.DERIVED_COLUMNS) and len(df) == 0
 
 
 # ------------------------------------------------------------------------------------------- results
@@ -355,3 +356,152 @@ def test_gx_evaluation_error_is_raised_not_passed(tmp_path, monkeypatch):
     ])
     with pytest.raises(v.ValidationRunError, match="isbn"):
         v.validate_batch([complete(0)], suite_name="custom")
+
+
+# ------------------------------------------------------------------------------------------- validity
+
+
+VALID_ISBN13, BAD_ISBN13 = "9786042096430", "9786042096431"  # the second has a wrong check digit
+VALID_ISBN10, BAD_ISBN10 = "0306406152", "0306406153"
+
+
+def rules_of(result: v.BatchValidation, key: str) -> dict[str, tuple[str, str | None]]:
+    return {f.rule: (f.severity, f.value) for f in result.failures if f.record_key == key}
+
+
+def ddc(index: int, **changes) -> CanonicalRecord:
+    """A complete record shelved by Dewey (the province's default scheme)."""
+    changes.setdefault("items", [Item(accession_number=f"STK.{index:05d}", call_number="510 T406")])
+    return complete(index, **changes)
+
+
+def validity_batch() -> list[CanonicalRecord]:
+    return [
+        ddc(0, isbns=[VALID_ISBN13, VALID_ISBN10], language="vie", call_number="895.922 T450H"),
+        ddc(1, isbns=[VALID_ISBN13, BAD_ISBN13]),
+        ddc(2, isbns=[BAD_ISBN10]),
+        ddc(3, pub_year="19"),
+        ddc(4, pub_year="2999"),
+        ddc(5, pub_year="1450"),
+        ddc(6, language="vn"),
+        ddc(7, language="VIE"),                         # case is forgiven: MARC codes are lower-case
+        ddc(8, call_number="8(V)23 / T450H"),           # BBK under a DDC library
+        ddc(9, items=[Item(accession_number="STK.00000", call_number="510 T406")]),  # record 0's ĐKCB
+        ddc(10, items=[Item(accession_number="SGK.1", call_number="510"), Item(accession_number="sgk. 1")]),
+        CanonicalRecord(library_code="THCS-DABAC", local_id="ORPHAN", record_index=11, title=None,
+                        items=[Item(accession_number="STK.99999", call_number="510")]),
+        ddc(12, title="Toán 6", quantity=40, items=[], call_number="510 T406", pub_year=None),
+    ]
+
+
+@pytest.fixture(scope="module")
+def validity() -> v.BatchValidation:
+    return v.validate_records(validity_batch(), v.Policy(max_year=2027))
+
+
+def test_isbn_check_digits(validity):
+    assert "invalid_isbn" not in rules_of(validity, "0")
+    assert rules_of(validity, "1")["invalid_isbn"] == ("warning", BAD_ISBN13)  # only the bad one is named
+    assert rules_of(validity, "2")["invalid_isbn"] == ("warning", BAD_ISBN10)
+
+
+def test_publication_year(validity):
+    assert rules_of(validity, "3")["invalid_pub_year"] == ("warning", "19")
+    assert "implausible_pub_year" not in rules_of(validity, "3")  # not a year at all: one failure, not two
+    assert rules_of(validity, "4")["implausible_pub_year"] == ("warning", "2999")
+    assert rules_of(validity, "5")["implausible_pub_year"] == ("warning", "1450")
+    assert not {"invalid_pub_year", "implausible_pub_year"} & set(rules_of(validity, "0"))
+
+
+def test_language_code(validity):
+    assert rules_of(validity, "6")["invalid_language"] == ("warning", "vn")
+    assert "invalid_language" not in rules_of(validity, "7")
+    assert "invalid_language" not in rules_of(validity, "0")
+
+
+def test_call_number_against_the_declared_scheme(validity):
+    assert rules_of(validity, "8")["call_number_scheme"] == ("warning", "8(V)23 / T450H")
+    assert "call_number_scheme" not in rules_of(validity, "0")
+    bbk = v.validate_records(validity_batch(), v.Policy(call_number_scheme="BBK"))
+    assert "call_number_scheme" not in rules_of(bbk, "8")
+    letters = v.validate_records([ddc(0, call_number="Văn học")], v.Policy(call_number_scheme="BBK"))
+    assert rules_of(letters, "0")["call_number_scheme"] == ("warning", "Văn học")
+    for good in ("53(075)", "63.3(2)", "8(V)23", "84(2=V)6 / T450H"):
+        assert re.match(v.CALL_NUMBER_REGEX["BBK"], good), good
+    pattern = v.validate_records([ddc(0, call_number="KHO-A/12"), ddc(1, call_number="510")],
+                                 v.Policy(call_number_scheme="pattern:^KHO-[A-Z]/[0-9]+$"))
+    assert [f.record_key for f in pattern.failures if f.rule == "call_number_scheme"] == ["1"]
+
+
+def test_accession_numbers_unique_across_the_export(validity):
+    assert rules_of(validity, "9")["duplicate_accession_number"] == ("error", "STK.00000")
+    assert "duplicate_accession_number" not in rules_of(validity, "0")  # the first use keeps it
+    assert rules_of(validity, "10")["duplicate_accession_number"] == ("error", "sgk. 1")  # same copy twice
+    seen: set[str] = set()
+    first = v.validate_records([ddc(0)], accession_seen=seen)
+    second = v.validate_records([ddc(5, items=[Item(accession_number="stk.00000", call_number="510")])],
+                                accession_seen=seen)  # the next chunk of the same export
+    assert first.failures == []
+    assert [(f.rule, f.value) for f in second.failures] == [("duplicate_accession_number", "stk.00000")]
+
+
+def test_items_must_belong_to_a_bibliographic_record(validity):
+    orphan = rules_of(validity, "11")
+    assert orphan["orphan_items"] == ("error", "STK.99999")
+    assert "orphan_items" not in rules_of(validity, "1")
+
+
+def test_textbook_register_line_passes_on_quantity(validity):
+    assert set(rules_of(validity, "12")) == {"missing_pub_year"}  # no ĐKCB needed, a quantity is enough
+
+
+def test_every_failure_carries_hash_and_default_severity(validity):
+    hashes = {str(r.record_index): r.record_hash for r in validity_batch()}
+    for f in validity.failures:
+        assert f.default_severity == f.severity
+        assert f.record_hash == hashes[f.record_key]
+        assert f.message_vi and f.fix_vi
+
+
+def test_group_rules_raise_severity():
+    records = [ddc(0, author=None, isbns=[BAD_ISBN13]), ddc(1)]
+    default = v.validate_records(records)
+    tightened = v.validate_records(records, v.Policy(errors=frozenset({"missing_author", "invalid_isbn"})))
+    assert {f.rule: f.severity for f in default.failures} == {"missing_author": "warning", "invalid_isbn": "warning"}
+    assert {f.rule: (f.severity, f.default_severity) for f in tightened.failures} == {
+        "missing_author": ("error", "warning"), "invalid_isbn": ("error", "warning")}
+    assert tightened.error_keys() == {"0"} and default.error_keys() == set()
+
+
+def test_element_counts_for_the_scorecard(validity):
+    elements = validity.statistics["elements"]
+    assert list(elements) == list(v.ELEMENTS)
+    assert elements["title"] == [12, 13]
+    assert elements["accession_number"] == [12, 12]  # the SGK line is not evaluated
+    assert elements["publication"] == [11, 13]  # the orphan and the SGK line (no year)
+    assert_plain_json(validity.statistics)
+    assert set(validity.gx_results) == {"mandatory_elements", "record_validity"}
+    json.dumps(validity.gx_results, allow_nan=False)
+    assert "unexpected_index_list" not in json.dumps(validity.gx_results)
+
+
+def test_batch_level_checks():
+    elements = {name: [9, 10] for name in v.ELEMENTS}
+    elements["keywords"] = [5, 10]
+    checks, result = v.validate_export(10, elements, min_records=12.5, policy=v.Policy(min_completeness=0.8))
+    by = {(c.rule, c.field): c for c in checks}
+    assert not by[("record_count_drop", "record_count")].success
+    assert by[("record_count_drop", "record_count")].severity == "error"
+    assert not by[("low_completeness", "keywords")].success and by[("low_completeness", "title")].success
+    assert by[("low_completeness", "keywords")].observed == 0.5
+    stricter, _ = v.validate_export(10, elements, min_records=5, policy=v.Policy(min_completeness=0.95))
+    assert [c.field for c in stricter if not c.success] == list(v.ELEMENTS)
+    assert result["success"] is False
+
+
+def test_all_suites_follow_the_meta_contract():
+    for name in (*v.RECORD_SUITES, v.BATCH_SUITE):
+        suite = v.load_suite(name)
+        assert suite.expectations
+        for expectation in suite.expectations:
+            assert expectation.meta["message_vi"] and expectation.meta["fix_vi"]

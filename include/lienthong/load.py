@@ -113,13 +113,17 @@ def write_failures(conn: sa.Connection, batch_id: int, library_code: str, failur
     conn.execute(
         sa.text(
             """INSERT INTO quality.check_failure (batch_id, library_code, local_id, record_index, rule, field, value,
-                                                  severity, message_vi, fix_vi)
-               VALUES (:batch, :library, :local_id, :idx, :rule, :field, :value, :severity, :message, :fix)"""
+                                                  severity, message_vi, fix_vi, record_hash, default_severity,
+                                                  accepted, exception_id)
+               VALUES (:batch, :library, :local_id, :idx, :rule, :field, :value, :severity, :message, :fix, :hash,
+                       :default, :accepted, :exception)"""
         ),
         [
             {"batch": batch_id, "library": library_code, "local_id": f.local_id, "idx": f.record_index,
              "rule": f.rule, "field": f.field, "value": None if f.value is None else str(f.value),
-             "severity": f.severity, "message": f.message_vi, "fix": f.fix_vi}
+             "severity": f.severity, "message": f.message_vi, "fix": f.fix_vi,
+             "hash": getattr(f, "record_hash", None), "default": getattr(f, "default_severity", None) or f.severity,
+             "accepted": bool(getattr(f, "accepted", False)), "exception": getattr(f, "exception_id", None)}
             for f in failures
         ],
     )

@@ -5,6 +5,11 @@ from our own code (no GX Airflow provider): one ephemeral context per process, o
 one dataframe asset and one whole-dataframe batch definition, reused for every batch. Each failing
 (record, rule) becomes a :class:`Failure` carrying the suite's Vietnamese message and fix.
 
+Three suites: ``mandatory_elements`` (completeness, §III.4b) and ``record_validity`` run over every chunk of
+an export (:func:`validate_records`); ``batch_level`` runs once per export over a one-row summary
+(:func:`validate_export`). Values that need code (ISBN check digits, an ĐKCB seen in an earlier chunk) become
+derived columns of the chunk's frame, computed column-wise, so GX still decides and reports every failure.
+
 Great Expectations is imported lazily (the import costs about 2 s), so importing this module is cheap, e.g.
 when Airflow parses a DAG file.
 """
@@ -15,7 +20,9 @@ import math
 import os
 import re
 import threading
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -31,14 +38,20 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "COLUMNS",
+    "DERIVED_COLUMNS",
+    "ELEMENTS",
+    "BatchCheck",
     "BatchValidation",
     "Failure",
+    "Policy",
     "SuiteError",
     "ValidationRunError",
     "get_context",
     "load_suite",
     "records_frame",
     "validate_batch",
+    "validate_export",
+    "validate_records",
 ]
 
 DEFAULT_SUITE = "mandatory_elements"
@@ -56,6 +69,25 @@ COLUMNS = (
     "record_key", "local_id", "record_index", "title", "author", "pub_place", "publisher", "pub_year",
     "keywords", "subjects", "accession_numbers", "call_number", "quantity",
 )
+
+# Computed column-wise for the record_validity suite (absent from a caller's frame: filled with None).
+DERIVED_COLUMNS = (
+    "isbns_invalid", "pub_year_number", "language_invalid", "duplicate_accession_numbers", "orphan_items",
+)
+RECORD_SUITES = ("mandatory_elements", "record_validity")
+BATCH_SUITE = "batch_level"
+
+#: The seven mandatory elements of §III.4b, as scored (publication = place, publisher and year all present).
+ELEMENTS = ("title", "author", "publication", "keywords", "subject", "accession_number", "call_number")
+
+#: Named call number schemes (registry ``call_number_scheme``); ``pattern:<regex>`` is used as written.
+CALL_NUMBER_REGEX = {
+    # Dewey: three digits, decimals, then optionally the author mark ("895.922 T450H", "510 / T495").
+    "DDC": r"^[0-9]{3}(?:\.[0-9]+)?(?:[ /].*)?$",
+    # BBK (ББК) as used in Vietnam: "53(075)", "8(V)23", "63.3(2)", optionally followed by the mark.
+    "BBK": r"^[0-9]{1,3}(?:\.[0-9]+)*(?:\([^()]+\))*[0-9.]*(?:\s*[ /-].*)?$",
+}
+MIN_YEAR = 1800
 
 RESULT_FORMAT = {
     # COMPLETE + unexpected_index_column_names gives every failing row's record_key in
@@ -94,7 +126,51 @@ class Failure:
     rule: str
     field: str
     value: str | None
-    severity: str  # "error" (quarantine) or "warning" (load with a flag)
+    severity: str  # "error" (quarantine) or "warning" (load with a flag), after group rules
+    message_vi: str
+    fix_vi: str
+    record_hash: str | None = None
+    default_severity: str | None = None  # the province's, from the suite
+    accepted: bool = False  # an accepted exception covers it: neither quarantines nor flags
+    exception_id: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a library's records are checked against: its declared call number scheme and its groups' rules."""
+
+    call_number_scheme: str = "DDC"
+    errors: frozenset[str] = frozenset()  # rules raised from warning to error by a group
+    min_completeness: float = 0.8
+    min_year: int = MIN_YEAR
+    max_year: int = field(default_factory=lambda: date.today().year + 1)
+
+    def severity(self, rule: str, default: str) -> str:
+        return "error" if rule in self.errors else default
+
+    @property
+    def call_number_regex(self) -> str:
+        if self.call_number_scheme.startswith("pattern:"):
+            return self.call_number_scheme[len("pattern:"):]
+        try:
+            return CALL_NUMBER_REGEX[self.call_number_scheme]
+        except KeyError:
+            raise ValueError(f"unknown call number scheme {self.call_number_scheme!r}") from None
+
+
+@dataclass
+class BatchCheck:
+    """One batch-level check of a whole export."""
+
+    rule: str
+    field: str
+    observed: float
+    expected_min: float | None
+    success: bool
+    severity: str
     message_vi: str
     fix_vi: str
 
@@ -109,6 +185,7 @@ class BatchValidation:
     failures: list[Failure]
     success: bool  # GX overall success: False as soon as any expectation (error or warning) fails
     statistics: dict
+    gx_results: dict = field(default_factory=dict)  # suite → trimmed GX result (JSON), for Data Docs
 
     def error_keys(self) -> set[str]:
         """record_keys with at least one error: these records are quarantined."""
@@ -177,9 +254,9 @@ def load_suite(name: str = DEFAULT_SUITE) -> gx.ExpectationSuite:
             raise SuiteError(f"{path}: expectation #{position} meta lacks {', '.join(missing)}")
         if meta["severity"] not in SEVERITIES:
             raise SuiteError(f"{path}: expectation #{position} has severity {meta['severity']!r}")
-        if meta["rule"] in rules:
-            raise SuiteError(f"{path}: rule id {meta['rule']!r} is used twice")
-        rules.add(meta["rule"])
+        if (meta["rule"], meta["field"]) in rules:
+            raise SuiteError(f"{path}: rule id {meta['rule']!r} is used twice for field {meta['field']!r}")
+        rules.add((meta["rule"], meta["field"]))
     return suite
 
 
@@ -211,8 +288,18 @@ def _text_series(values: list) -> pd.Series:
     return pd.Series(values, dtype=object)
 
 
-def records_frame(records: Iterable[CanonicalRecord]) -> pd.DataFrame:
-    """One row per record with the columns in :data:`COLUMNS` (see expectations/mandatory_elements.json)."""
+def accession_key(value: str) -> str:
+    """ĐKCB compared without case or spaces: "stk. 000123" and "STK.000123" are the same copy."""
+    return "".join(value.split()).casefold()
+
+
+def records_frame(records: Iterable[CanonicalRecord], accession_seen: set[str] | None = None) -> pd.DataFrame:
+    """One row per record: :data:`COLUMNS` then :data:`DERIVED_COLUMNS` (see the suites in expectations/).
+
+    ``accession_seen`` carries the ĐKCB keys of earlier chunks of the same export and is updated, so an ĐKCB
+    is unique across the whole export; the first record using it keeps it, later ones fail.
+    """
+    records = list(records)
     columns: dict[str, list] = {name: [] for name in COLUMNS}
     for record in records:
         item_call_numbers = (_clean(item.call_number) for item in record.items)
@@ -234,7 +321,7 @@ def records_frame(records: Iterable[CanonicalRecord]) -> pd.DataFrame:
         }
         for name in COLUMNS:
             columns[name].append(row[name])
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             name: (
                 pd.Series(values, dtype="int64") if name == "record_index"
@@ -244,6 +331,45 @@ def records_frame(records: Iterable[CanonicalRecord]) -> pd.DataFrame:
             for name, values in columns.items()
         }
     )
+    return _with_derived(frame, records, set() if accession_seen is None else accession_seen)
+
+
+def _invalid_isbns(isbns: list[str]) -> str | None:
+    from stdnum import isbn
+
+    bad = [value for value in isbns if value and not isbn.is_valid(value)]
+    return JOIN.join(bad) if bad else None
+
+
+def _duplicates(items, seen: set[str]) -> str | None:
+    dup = []
+    for item in items:
+        number = _clean(item.accession_number)
+        if number is None:
+            continue
+        key = accession_key(number)
+        if key in seen:
+            dup.append(number)
+        seen.add(key)
+    return JOIN.join(dup) if dup else None
+
+
+def _with_derived(frame: pd.DataFrame, records: list[CanonicalRecord], seen: set[str]) -> pd.DataFrame:
+    """The record_validity columns, column-wise (per-value code only for ISBN check digits and ĐKCB)."""
+    year = frame["pub_year"].where(frame["pub_year"].str.fullmatch(r"[0-9]{4}", na=False))
+    frame["isbns_invalid"] = _text_series([_invalid_isbns(r.isbns) for r in records])
+    frame["pub_year_number"] = pd.to_numeric(year, errors="coerce").astype("Int64")
+    language = _text_series([(_clean(r.language) or "").lower() or None for r in records])
+    # Checked here with isin: handing GX the ~8,000 codes as a value_set costs over a second per chunk.
+    frame["language_invalid"] = language.where(language.notna() & ~language.isin(language_codes()))
+    frame["language_invalid"] = _text_series([_clean(x) for x in frame["language_invalid"].tolist()])
+    frame["duplicate_accession_numbers"] = _text_series([_duplicates(r.items, seen) for r in records])
+    bibliographic = frame[["title", "author", "pub_place", "publisher", "pub_year", "keywords", "subjects"]]
+    no_bibliographic = bibliographic.isna().all(axis=1) & pd.Series([not r.isbns for r in records], dtype=bool)
+    has_items = frame["accession_numbers"].notna()
+    frame["orphan_items"] = frame["accession_numbers"].where(no_bibliographic & has_items).astype(object)
+    frame["orphan_items"] = _text_series([_clean(v) for v in frame["orphan_items"].tolist()])
+    return frame
 
 
 def _coerce_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -252,6 +378,9 @@ def _coerce_frame(df: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ValueError(f"validation frame lacks columns: {', '.join(missing)}")
     out = df.copy()
+    for name in DERIVED_COLUMNS:
+        if name not in out.columns:
+            out[name] = _text_series([None] * len(out))
     for name in TEXT_COLUMNS:
         out[name] = _text_series([_clean(v) for v in out[name].tolist()])
     out["record_index"] = out["record_index"].astype("int64")
@@ -317,27 +446,56 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-def validate_batch(
-    records: list[CanonicalRecord] | pd.DataFrame, suite_name: str = DEFAULT_SUITE
-) -> BatchValidation:
-    """Run the suite over one batch and return one Failure per failing (record, rule).
+def language_codes() -> frozenset[str]:
+    """ISO 639-2/B (MARC's) and ISO 639-3 codes, from pycountry; cached."""
+    global _LANGUAGE_CODES
+    if _LANGUAGE_CODES is None:
+        import pycountry
 
-    ``records`` is a list of CanonicalRecord or a frame shaped like :func:`records_frame`'s; record_key must be
-    unique in the batch. Raises ValidationRunError when GX could not evaluate an expectation (for instance a
-    column named in the suite is missing), since it would otherwise look like a pass.
-    """
-    df = _coerce_frame(records) if isinstance(records, pd.DataFrame) else records_frame(records)
-    duplicated = df["record_key"][df["record_key"].duplicated()].unique().tolist()
-    if duplicated:
-        raise ValueError(f"record_key must be unique in a batch; duplicated: {duplicated[:10]}")
+        codes = {lang.alpha_3 for lang in pycountry.languages}
+        codes |= {lang.bibliographic for lang in pycountry.languages if hasattr(lang, "bibliographic")}
+        _LANGUAGE_CODES = frozenset(codes)
+    return _LANGUAGE_CODES
+
+
+_LANGUAGE_CODES: frozenset[str] | None = None
+
+
+def trim_result(result: Any) -> dict:
+    """A GX suite result as JSON, without the per-row lists (kept in quality.check_failure instead)."""
+    data = result.to_json_dict()
+    for holder in [data.get("suite_parameters") or {}] + [
+            (entry.get("expectation_config") or {}).get("kwargs") or {} for entry in data.get("results") or []]:
+        for key, value in list(holder.items()):
+            if isinstance(value, list) and len(value) > 30:  # e.g. the ~8,000 language codes
+                holder[key] = value[:10] + [f"… ({len(value)} values)"]
+    for entry in data.get("results") or []:
+        outcome = entry.get("result") or {}
+        for key in ("unexpected_list", "unexpected_index_list", "unexpected_index_query",
+                    "partial_unexpected_index_list"):
+            outcome.pop(key, None)
+        if isinstance(outcome.get("partial_unexpected_list"), list):
+            outcome["partial_unexpected_list"] = outcome["partial_unexpected_list"][:20]
+    return _json_safe(data)
+
+
+@dataclass
+class _SuiteRun:
+    failures: list[Failure]
+    by_rule: dict[str, int]
+    completeness: dict[str, float]
+    result: Any
+    suite: Any
+
+
+def _run_suite(df: pd.DataFrame, suite_name: str, parameters: Mapping[str, Any] | None = None) -> _SuiteRun:
     suite = load_suite(suite_name)
-
     with _lock:
         batch = _get_batch_definition().get_batch(batch_parameters={"dataframe": df})
-        result = batch.validate(suite, result_format=RESULT_FORMAT)
+        result = batch.validate(suite, result_format=RESULT_FORMAT,
+                                expectation_parameters=dict(parameters or {}))
 
     identity = dict(zip(df["record_key"], zip(df["local_id"], df["record_index"].tolist())))
-    rule_order = {e.meta["rule"]: position for position, e in enumerate(suite.expectations)}
     failures: list[Failure] = []
     by_rule: dict[str, int] = {}
     completeness: dict[str, float] = {}
@@ -345,13 +503,13 @@ def validate_batch(
 
     for expectation_result in result.results:
         meta = expectation_result.expectation_config.meta
-        rule, field = meta["rule"], meta["field"]
+        rule, field_name = meta["rule"], meta["field"]
         raised = _raised(expectation_result.exception_info)
         if raised:
             problems.append(f"{rule}: {'; '.join(raised)}")
             continue
         outcome = expectation_result.result or {}
-        column = expectation_result.expectation_config.kwargs.get("column", field)
+        column = expectation_result.expectation_config.kwargs.get("column", field_name)
         rows = outcome.get("unexpected_index_list") or []
         unexpected = int(outcome.get("unexpected_count") or 0)
         if unexpected != len(rows):
@@ -366,34 +524,75 @@ def validate_batch(
                     local_id=local_id,
                     record_index=int(record_index),
                     rule=rule,
-                    field=field,
-                    value=_clean(row.get(column)),
+                    field=field_name,
+                    value=_clean(_json_safe(row.get(column))),
                     severity=meta["severity"],
                     message_vi=meta["message_vi"],
                     fix_vi=meta["fix_vi"],
+                    default_severity=meta["severity"],
                 )
             )
-        by_rule[rule] = unexpected
+        by_rule[rule] = by_rule.get(rule, 0) + unexpected
         # Share of the rows the rule applies to (for ĐKCB: rows without a quantity) that pass; 1.0 if none.
         evaluated = int(outcome.get("element_count") or 0)
         ratio = 1.0 - unexpected / evaluated if evaluated else 1.0
-        completeness[field] = min(ratio, completeness.get(field, 1.0))
+        completeness[field_name] = min(ratio, completeness.get(field_name, 1.0))
 
     if problems:
         raise ValidationRunError(f"suite {suite_name!r} could not be evaluated: " + " | ".join(problems))
+    return _SuiteRun(failures, by_rule, completeness, result, suite)
 
-    failures.sort(key=lambda f: (f.record_index, f.record_key, rule_order.get(f.rule, 0)))
-    validation = BatchValidation(failures=failures, success=bool(result.success), statistics={})
+
+def _prepare(records: list[CanonicalRecord] | pd.DataFrame, accession_seen: set[str] | None) -> pd.DataFrame:
+    df = _coerce_frame(records) if isinstance(records, pd.DataFrame) else records_frame(records, accession_seen)
+    duplicated = df["record_key"][df["record_key"].duplicated()].unique().tolist()
+    if duplicated:
+        raise ValueError(f"record_key must be unique in a batch; duplicated: {duplicated[:10]}")
+    return df
+
+
+def element_counts(df: pd.DataFrame) -> dict[str, list[int]]:
+    """element → [records carrying it, records it applies to] (ĐKCB does not apply to SGK quantity lines)."""
+    n = len(df)
+    without_quantity = df["quantity"].isna()
+    present = {
+        "title": df["title"].notna(),
+        "author": df["author"].notna(),
+        "publication": df[["pub_place", "publisher", "pub_year"]].notna().all(axis=1),
+        "keywords": df["keywords"].notna(),
+        "subject": df["subjects"].notna(),
+        "accession_number": df["accession_numbers"].notna() & without_quantity,
+        "call_number": df["call_number"].notna(),
+    }
+    evaluated = {name: n for name in ELEMENTS}
+    evaluated["accession_number"] = int(without_quantity.sum())
+    return {name: [int(present[name].sum()), int(evaluated[name])] for name in ELEMENTS}
+
+
+def _statistics(df: pd.DataFrame, suites: list[str], runs: list[_SuiteRun], failures: list[Failure]) -> dict:
+    validation = BatchValidation(failures=failures, success=True, statistics={})
     errors, warnings = validation.error_keys(), validation.warning_keys()
-    gx_stats = result.statistics or {}
-    validation.statistics = _json_safe(
+    gx = [run.result.statistics or {} for run in runs]
+
+    def total(key: str) -> int | None:
+        values = [g.get(key) for g in gx]
+        return None if any(v is None for v in values) else sum(values)
+
+    evaluated, successful = total("evaluated_expectations"), total("successful_expectations")
+    by_rule: dict[str, int] = {}
+    completeness: dict[str, float] = {}
+    for run in runs:
+        by_rule.update(run.by_rule)
+        completeness.update(run.completeness)
+    return _json_safe(
         {
-            "suite": suite_name,
+            "suite": suites[0] if len(suites) == 1 else "+".join(suites),
             "records": len(df),
-            "evaluated_expectations": gx_stats.get("evaluated_expectations"),
-            "successful_expectations": gx_stats.get("successful_expectations"),
-            "unsuccessful_expectations": gx_stats.get("unsuccessful_expectations"),
-            "success_percent": gx_stats.get("success_percent"),
+            "evaluated_expectations": evaluated,
+            "successful_expectations": successful,
+            "unsuccessful_expectations": total("unsuccessful_expectations"),
+            "success_percent": (100.0 * successful / evaluated if evaluated else None) if len(runs) > 1
+            else gx[0].get("success_percent"),
             "failures": len(failures),
             "failures_by_rule": by_rule,
             "failures_by_severity": {s: sum(1 for f in failures if f.severity == s) for s in SEVERITIES},
@@ -403,4 +602,97 @@ def validate_batch(
             "records_with_warnings_only": len(warnings - errors),
         }
     )
-    return validation
+
+
+def validate_batch(
+    records: list[CanonicalRecord] | pd.DataFrame, suite_name: str = DEFAULT_SUITE
+) -> BatchValidation:
+    """Run one suite over one batch and return one Failure per failing (record, rule).
+
+    ``records`` is a list of CanonicalRecord or a frame shaped like :func:`records_frame`'s; record_key must be
+    unique in the batch. Raises ValidationRunError when GX could not evaluate an expectation (for instance a
+    column named in the suite is missing), since it would otherwise look like a pass.
+    """
+    df = _prepare(records, None)
+    run = _run_suite(df, suite_name, _parameters(Policy()))
+    rule_order = {e.meta["rule"]: position for position, e in enumerate(run.suite.expectations)}
+    failures = sorted(run.failures, key=lambda f: (f.record_index, f.record_key, rule_order.get(f.rule, 0)))
+    return BatchValidation(failures=failures, success=bool(run.result.success),
+                           statistics=_statistics(df, [suite_name], [run], failures),
+                           gx_results={suite_name: trim_result(run.result)})
+
+
+def _parameters(policy: Policy) -> dict[str, Any]:
+    return {"call_number_regex": policy.call_number_regex, "min_year": policy.min_year,
+            "max_year": policy.max_year}
+
+
+def validate_records(
+    records: list[CanonicalRecord] | pd.DataFrame,
+    policy: Policy | None = None,
+    *,
+    accession_seen: set[str] | None = None,
+    suites: tuple[str, ...] = RECORD_SUITES,
+) -> BatchValidation:
+    """Completeness and validity of one chunk under a library's policy (group rules raise severities).
+
+    ``accession_seen`` is shared by the chunks of one export (see :func:`records_frame`). Statistics add
+    ``elements`` (see :func:`element_counts`) for the scorecard.
+    """
+    policy = policy or Policy()
+    df = _prepare(records, accession_seen)
+    parameters = _parameters(policy)
+    runs = [_run_suite(df, name, parameters) for name in suites]
+    hashes = {} if isinstance(records, pd.DataFrame) else {str(r.record_index): r.record_hash for r in records}
+    order = {}
+    for run in runs:
+        for expectation in run.suite.expectations:
+            order.setdefault(expectation.meta["rule"], len(order))
+    failures = [f for run in runs for f in run.failures]
+    for failure in failures:
+        failure.severity = policy.severity(failure.rule, failure.default_severity or failure.severity)
+        failure.record_hash = hashes.get(failure.record_key)
+    failures.sort(key=lambda f: (f.record_index, f.record_key, order.get(f.rule, 0)))
+    statistics = _statistics(df, list(suites), runs, failures)
+    statistics["elements"] = element_counts(df)
+    return BatchValidation(failures=failures, success=all(bool(run.result.success) for run in runs),
+                           statistics=statistics,
+                           gx_results={name: trim_result(run.result) for name, run in zip(suites, runs)})
+
+
+def batch_frame(record_count: int, elements: Mapping[str, list[int]]) -> pd.DataFrame:
+    """The one-row summary of a whole export that the batch_level suite checks."""
+    row: dict[str, Any] = {"record_key": "export", "record_count": int(record_count)}
+    for name in ELEMENTS:
+        present, evaluated = elements.get(name, [0, 0])
+        row[f"completeness_{name}"] = present / evaluated if evaluated else 1.0
+    return pd.DataFrame([row])
+
+
+def validate_export(record_count: int, elements: Mapping[str, list[int]], *, min_records: float,
+                    policy: Policy | None = None) -> tuple[list[BatchCheck], dict]:
+    """Run batch_level over a whole export: every check (passed or not) and the trimmed GX result."""
+    policy = policy or Policy()
+    df = batch_frame(record_count, elements)
+    suite = load_suite(BATCH_SUITE)
+    parameters = {"min_records": float(min_records), "min_completeness": float(policy.min_completeness)}
+    with _lock:
+        batch = _get_batch_definition().get_batch(batch_parameters={"dataframe": df})
+        result = batch.validate(suite, result_format=RESULT_FORMAT, expectation_parameters=parameters)
+    checks: list[BatchCheck] = []
+    problems: list[str] = []
+    for expectation_result in result.results:
+        config = expectation_result.expectation_config
+        meta = config.meta
+        raised = _raised(expectation_result.exception_info)
+        if raised:
+            problems.append(f"{meta['rule']}: {'; '.join(raised)}")
+            continue
+        column = config.kwargs["column"]
+        minimum = parameters["min_records"] if meta["rule"] == "record_count_drop" else parameters["min_completeness"]
+        checks.append(BatchCheck(rule=meta["rule"], field=meta["field"], observed=float(df[column].iloc[0]),
+                                 expected_min=minimum, success=bool(expectation_result.success),
+                                 severity=meta["severity"], message_vi=meta["message_vi"], fix_vi=meta["fix_vi"]))
+    if problems:
+        raise ValidationRunError(f"suite {BATCH_SUITE!r} could not be evaluated: " + " | ".join(problems))
+    return checks, trim_result(result)
