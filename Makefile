@@ -16,6 +16,8 @@ help:
 	@echo "make test     run the test suite (unit, PostgreSQL integration, DAG tests)"
 	@echo "make bench    benchmark suite: parse and ingest speed against bare pymarc, re-runs, memory (SCALE=5)"
 	@echo "make airflow  start 'airflow standalone' on the project's DAGs (UI on http://localhost:8080)"
+	@echo "make quality  refresh the quality scorecards and build the GX Data Docs (var/quality/)"
+	@echo "make fuzz     fuzz the MARC and CSV readers for FUZZ_SECONDS (default 60), print examples/s"
 	@echo "make db-stop  stop the embedded PostgreSQL"
 
 $(STAMP): pyproject.toml
@@ -40,6 +42,15 @@ bench: $(STAMP)
 airflow: $(STAMP)
 	$(BIN)/lienthong db init
 	$(BIN)/airflow standalone
+
+.PHONY: fuzz
+fuzz: $(STAMP)  # the MARC and CSV readers under hypothesis for FUZZ_SECONDS (default 60); not part of make test
+	$(BIN)/python bench/fuzz_marc.py
+
+.PHONY: quality
+quality: $(STAMP)
+	$(BIN)/lienthong quality scorecard --refresh
+	$(BIN)/lienthong quality docs
 
 db-stop: $(STAMP)
 	$(BIN)/lienthong db stop

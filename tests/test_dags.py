@@ -51,5 +51,6 @@ def test_ingest_dag_runs_end_to_end(clean_warehouse, airflow_db, demo_province):
     again = dag.test()
     assert again.state == "success"
     with clean_warehouse.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM core.batch")).scalar_one() == len(batches)
+        statuses = dict(conn.execute(sa.text("SELECT status, count(*) FROM core.batch GROUP BY status")).all())
         assert conn.execute(sa.text("SELECT count(*) FROM core.record")).scalar_one() == records
+    assert statuses == {"applied": len(batches), "unchanged": len(batches)}

@@ -1,4 +1,8 @@
-"""demo.py: the sample province's exports are real MARC files whose injected defects match the ground truth."""
+"""demo.py: the sample province's exports are real MARC files whose injected defects match the ground truth.
+
+Some exports are in legacy encodings (TCVN3, VNI, Windows-1258, NFD) as real school software writes them, so
+files are read back with lienthong's own parser (pymarc would mis-decode them) and checked for their bytes.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -12,19 +16,24 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from pymarc import MARCReader
 from stdnum import isbn as stdisbn
 from stdnum.exceptions import InvalidChecksum
 
 from lienthong.demo import (
     DEFECT_RULES,
+    EXPORT_ENCODINGS,
     INCOMPLETE_RULES,
     RECORDS_BY_TYPE,
     LibrarySpec,
     export_date,
+    export_encoding,
     generate_province,
+    legacy_text,
     records_for,
 )
+from lienthong.parse import ParsedRecord
+from lienthong.parse import read_records as parse_records
+from lienthong.vietnamese import decode_legacy, detect_vietnamese_encoding
 
 DISTRICTS = {
     "TPHOABINH": "thành phố Hòa Bình", "LUONGSON": "huyện Lương Sơn", "KIMBOI": "huyện Kim Bôi",
@@ -59,10 +68,9 @@ def one_of_each(drop_root: Path) -> list[LibrarySpec]:
 
 
 def read_records(path: Path) -> list:
-    with open(path, "rb") as handle:
-        records = list(MARCReader(handle, to_unicode=True, force_utf8=True))
-    assert all(record is not None for record in records), f"{path}: unreadable record"
-    return records
+    results = list(parse_records(path))
+    assert all(isinstance(result, ParsedRecord) for result in results), f"{path}: unreadable record"
+    return [result.record for result in results]
 
 
 def subfields(record, tags: tuple[str, ...], code: str) -> list[str]:
@@ -172,7 +180,7 @@ def test_files_read_back_with_manifest_counts(province):
         local_ids = [r["001"].data for r in records[code]]
         assert len(set(local_ids)) == len(local_ids), code
         for record in records[code]:
-            assert record.leader[9] == "a"
+            assert record.leader[9] == export_encoding(code)[1]
             assert len(record["008"].data) == 40
             assert record["008"].data[35:38] == "vie"
             assert subfields(record, ("041",), "a") == ["vie"]
@@ -189,13 +197,29 @@ def test_files_read_back_with_manifest_counts(province):
                     assert call_number == " ".join(record["082"].get_subfields("a", "b"))
 
 
-def test_text_is_nfc_utf8_with_vietnamese_diacritics(province):
+def test_text_is_vietnamese_in_the_encoding_the_manifest_names(province):
     root, truth, records = province
     for code, entry in truth["libraries"].items():
-        text = (root / entry["file"]).read_bytes().decode("utf-8")
-        assert unicodedata.is_normalized("NFC", text), code
-        assert VIETNAMESE_LETTERS & set(text), code
+        data = (root / entry["file"]).read_bytes()
+        assert entry["encoding"] == export_encoding(code)[0], code
+        if entry["encoding"] == "utf-8":
+            text = data.decode("utf-8")
+            assert unicodedata.is_normalized("NFC", text), code
+        elif entry["encoding"] == "utf-8-nfd":
+            text = data.decode("utf-8")
+            assert not unicodedata.is_normalized("NFC", text), code
+            assert unicodedata.is_normalized("NFD", text), code
+        else:
+            with pytest.raises(UnicodeDecodeError):
+                data.decode("utf-8")
+            text = decode_legacy(data, entry["encoding"])
+        assert VIETNAMESE_LETTERS & set(unicodedata.normalize("NFC", text)), code
+        detected, confidence = detect_vietnamese_encoding(data)
+        assert detected == entry["encoding"] and confidence >= 0.5, (code, detected, confidence)
+    used = Counter(entry["encoding"] for entry in truth["libraries"].values())
+    assert {name for name, _ in EXPORT_ENCODINGS} <= set(used) and used["utf-8"] > len(truth["libraries"]) / 2
     titles = Counter(f["a"].rstrip(" /:.") for recs in records.values() for r in recs for f in r.get_fields("245"))
+    assert titles["Hà Nội"] == 0 and not any("Hæ" in title for title in titles)
     for expected in ("Toán 10", "Ngữ văn 11", "Tiếng Việt 3", "Từ điển tiếng Việt", "Dế mèn phiêu lưu ký",
                      "Tôi thấy hoa vàng trên cỏ xanh", "Số đỏ", "Truyện Kiều", "Nhật ký trong tù"):
         assert titles[expected] > 0, expected
@@ -322,3 +346,16 @@ def test_bad_input_is_refused(tmp_path):
         generate_province([spec], tmp_path, scale=0)
     assert records_for("Thư viện huyện") == RECORDS_BY_TYPE["district library"]
     assert records_for("PTDTNT THCS & THPT") == RECORDS_BY_TYPE["PTDTNT THCS&THPT"]
+
+
+def test_exports_of_another_seed_are_removed(tmp_path):
+    spec = LibrarySpec(code="THPT-STALE", type="THPT", name="THPT Stale", drop_folder=tmp_path / "THPT-STALE")
+    spec.drop_folder.mkdir(parents=True)
+    stale = spec.drop_folder / "THPT-STALE-20250108.mrc"
+    stale.write_bytes(b"old")
+    foreign = spec.drop_folder / "export-from-the-library.mrc"
+    foreign.write_bytes(b"keep")
+    truth = generate_province([spec], tmp_path, scale=0.1, seed=20261125)
+    assert not stale.exists()
+    assert foreign.exists()
+    assert (tmp_path / truth["libraries"]["THPT-STALE"]["file"]).is_file()

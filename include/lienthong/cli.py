@@ -37,7 +37,7 @@ def cmd_db_init(args) -> int:
 def cmd_db_url(args) -> int:
     from lienthong import warehouse
 
-    print(warehouse.psql_url())
+    print(warehouse.psql_url(with_password=args.with_password))
     return EXIT_OK
 
 
@@ -56,6 +56,8 @@ def cmd_db_psql(args) -> int:
 
     url = warehouse.psql_url()
     binary = str(warehouse.psql_binary()) if warehouse.is_embedded() else "psql"
+    if warehouse.password():  # through the environment, never on a command line other users can list
+        os.environ["PGPASSWORD"] = warehouse.password()
     os.execvp(binary, [binary, url, *args.psql_args])
     return EXIT_FAILED  # unreachable: execvp replaces the process
 
@@ -145,6 +147,7 @@ def _format_result(result) -> str:
 def cmd_ingest(args) -> int:
     from lienthong.ingest import IngestError, ingest_library
     from lienthong.registry import load_registry
+    from lienthong.sources import SourceError
 
     registry = load_registry()
     if args.all:
@@ -166,7 +169,7 @@ def cmd_ingest(args) -> int:
             failed |= result.status == "failed"
             if not args.json:
                 print(_format_result(result))
-        except IngestError as exc:
+        except (IngestError, SourceError) as exc:
             failed = True
             results.append({"library": code, "status": "failed", "message": str(exc)})
             if not args.json:
@@ -203,10 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
                                             "registry (running it twice changes nothing)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_db_init)
-    p = db_commands.add_parser("url", help="print a connection URL that psql accepts")
+    p = db_commands.add_parser("url", help="print a connection URL that psql accepts (password left out)")
+    p.add_argument("--with-password", action="store_true", help="include the password of LIENTHONG_WAREHOUSE_URL")
     p.set_defaults(func=cmd_db_url)
     p = db_commands.add_parser("stop", help="stop the embedded server")
     p.set_defaults(func=cmd_db_stop)
+    from lienthong.backup import add_commands as add_backup_commands
+
+    add_backup_commands(db_commands)
     p = db_commands.add_parser("psql", help="open psql on the warehouse (extra arguments go to psql)")
     p.add_argument("psql_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_db_psql)
@@ -256,7 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["db", "psql"] and argv[2:3] not in (["-h"], ["--help"]):
+        # Everything after `db psql` belongs to psql (argparse would take `-c ...` as its own options).
+        args = argparse.Namespace(func=cmd_db_psql, psql_args=argv[2:])
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except KeyboardInterrupt:

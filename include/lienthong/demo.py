@@ -1,6 +1,6 @@
 """Deterministic sample catalogue exports of the province's libraries, with a ground truth of injected defects.
 
-:func:`generate_province` writes one MARC21 (ISO 2709, UTF-8) export per library into its drop folder and a
+:func:`generate_province` writes one MARC21 (ISO 2709) export per library into its drop folder and a
 manifest ``ground_truth.json`` listing, per library, the records that carry a known defect. Tests and the demo
 compare what the pipeline finds with that manifest.
 
@@ -20,6 +20,11 @@ How the sample is built:
   children's). A library's file depends only on (its code and type, scale, seed): not on the other libraries.
 * About 6 % of the records (index 0 never) get exactly one defect from :data:`DEFECT_RULES`; the defect types
   rotate through a per-library shuffled order so every rule occurs across a province.
+* Like real school software, some libraries' MARC exports are not UTF-8 (:func:`export_encoding`, decided by
+  the library code alone): TCVN3 ("ABC") under a blank leader/09 (pymarc reads it as MARC-8: "Hà Nội" →
+  "Hæ Nǐ") or under one that claims UTF-8, VNI-Windows, Windows-1258 with combining tones, and UTF-8 in NFD.
+  The ground truth names each library's ``encoding``; ingest must recover the same NFC text as from UTF-8.
+  Characters an encoding lacks lose their diacritic, as they did on those PCs (:func:`legacy_text`).
 * Output is byte-identical across runs: the export date in the file names, 005 and 008 comes from the seed
   (``20261125`` → 2026-11-25), never from the clock. Records are streamed to the file as they are built; an
   unchanged export is not rewritten (its mtime stays, so the newest-export rule is not disturbed).
@@ -32,6 +37,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import unicodedata
 import zlib
 from dataclasses import dataclass
@@ -40,13 +46,19 @@ from typing import Iterable
 
 from pymarc import Field, Indicators, MARCWriter, Record, Subfield
 
+from lienthong.vietnamese import encode_legacy
+
 __all__ = [
     "DEFECT_RATE",
     "DEFECT_RULES",
     "INCOMPLETE_RULES",
+    "EXPORT_ENCODINGS",
     "LibrarySpec",
     "RECORDS_BY_TYPE",
     "export_date",
+    "export_encoding",
+    "legacy_text",
+    "marc_bytes",
     "generate_province",
     "records_for",
 ]
@@ -68,6 +80,16 @@ DEFECT_RULES = (
 )
 #: The defects that make a record incomplete (one of the seven mandatory elements missing).
 INCOMPLETE_RULES = DEFECT_RULES[:7]
+
+#: How the sample's MARC exports are encoded: (encoding, what leader/09 claims) by bucket of a library's code.
+EXPORT_ENCODINGS = (
+    ("tcvn3", " "),  # the trap: a blank leader/09 says MARC-8
+    ("tcvn3", "a"),  # an in-house tool that sets leader/09 to UTF-8 whatever it writes
+    ("vni", " "),
+    ("cp1258", " "),
+    ("utf-8-nfd", "a"),
+)
+_ENCODING_BUCKETS = 20  # 1 in 20 libraries per entry above; the rest write UTF-8
 
 #: Records per library at scale 1.0, by library type.
 RECORDS_BY_TYPE = {
@@ -923,6 +945,74 @@ def _build_record(lib: LibrarySpec, profile: str, style: _Style, work: _Edition,
     return record
 
 
+def export_encoding(code: str) -> tuple[str, str]:
+    """(encoding, leader/09) of a library's MARC export: "utf-8" or one of EXPORT_ENCODINGS, from its code only."""
+    bucket = _stable_int(f"encoding:{code}") % _ENCODING_BUCKETS
+    return EXPORT_ENCODINGS[bucket] if bucket < len(EXPORT_ENCODINGS) else ("utf-8", "a")
+
+
+def legacy_text(text: str, encoding: str) -> str:
+    """The NFC text an export in `encoding` can hold: letters it lacks lose their diacritic ("Brontë" → "Bronte"
+    in TCVN3), other characters become "?". UTF-8 (composed or not) holds everything."""
+    text = _nfc(text)
+    if encoding in ("utf-8", "utf-8-nfd"):
+        return text
+    kept = []
+    for char in text:
+        for candidate in (char, _fold(char), "?"):
+            try:
+                encode_legacy(candidate, encoding)
+            except (UnicodeEncodeError, ValueError):
+                continue
+            kept.append(candidate)
+            break
+    return "".join(kept)
+
+
+def _encode_text(text: str, encoding: str) -> bytes:
+    if encoding == "utf-8":
+        return _nfc(text).encode("utf-8")
+    if encoding == "utf-8-nfd":
+        return unicodedata.normalize("NFD", text).encode("utf-8")
+    return encode_legacy(legacy_text(text, encoding), encoding)
+
+
+def marc_bytes(record: Record, encoding: str, leader09: str = " ") -> bytes:
+    """One ISO 2709 record with its text in `encoding` (utf-8, utf-8-nfd, tcvn3, vni, cp1258) and leader/09 as
+    given, whatever the text really is: how legacy library software writes (pymarc only writes UTF-8)."""
+    fields = []
+    for field in record.fields:
+        if field.is_control_field():
+            data = field.data.encode("ascii")
+        else:
+            data = (field.indicator1 + field.indicator2).encode("ascii") + b"".join(
+                b"\x1f" + subfield.code.encode("ascii") + _encode_text(subfield.value, encoding)
+                for subfield in field.subfields)
+        fields.append((field.tag, data + b"\x1e"))
+    directory, offset = [], 0
+    for tag, data in fields:
+        directory.append(f"{tag}{len(data):04d}{offset:05d}".encode("ascii"))
+        offset += len(data)
+    base = 24 + 12 * len(fields) + 1
+    leader = str(record.leader)
+    leader = f"{base + offset + 1:05d}{leader[5:9]}{leader09}{leader[10:12]}{base:05d}{leader[17:]}"
+    return leader.encode("ascii") + b"".join(directory) + b"\x1e" + b"".join(d for _, d in fields) + b"\x1d"
+
+
+class _EncodedMARCWriter:
+    """MARCWriter's interface, writing the library's own encoding (see marc_bytes)."""
+
+    def __init__(self, sink, encoding: str, leader09: str):
+        self.sink, self.encoding, self.leader09 = sink, encoding, leader09
+
+    def write(self, record: Record) -> None:
+        self.sink.write(marc_bytes(record, self.encoding, self.leader09))
+
+    def close(self, close_fh: bool = True) -> None:
+        if close_fh:
+            self.sink.close()
+
+
 class _HashingFile:
     """What MARCWriter writes to: the file, and a running sha256 of its bytes."""
 
@@ -938,7 +1028,8 @@ class _HashingFile:
         self.handle.close()
 
 
-def _library_export(lib: LibrarySpec, scale: float, seed: int, exported: _dt.date) -> tuple[Path, dict]:
+def _library_export(lib: LibrarySpec, scale: float, seed: int, exported: _dt.date,
+                    legacy_encodings: bool = True) -> tuple[Path, dict]:
     profile = _profile(lib.type)
     if not lib.code or any(c in lib.code for c in '/\\:*?"<>|') or lib.code.startswith("."):
         raise ValueError(f"library code {lib.code!r} cannot name a file")
@@ -955,6 +1046,7 @@ def _library_export(lib: LibrarySpec, scale: float, seed: int, exported: _dt.dat
         acquired.append(_dt.date.fromordinal(rng.randrange(start, exported.toordinal() + 1)))
     order = sorted(range(n), key=lambda k: (acquired[k], k))
     works = [pool[chosen[k]] for k in order]
+    edition_keys = [f"E{chosen[k]:05d}" for k in order]  # ground truth of the union catalogue
     dates = [acquired[k] for k in order]
     plan = _plan_defects(works, rng)
 
@@ -964,14 +1056,25 @@ def _library_export(lib: LibrarySpec, scale: float, seed: int, exported: _dt.dat
     issued: dict[str, list[str]] = {}
     defects: dict[str, list[str]] = {rule: [] for rule in DEFECT_RULES}
     items_total = 0
+    editions: dict[str, str] = {}
     control = rng.randrange(1, 500)
 
     lib.drop_folder.mkdir(parents=True, exist_ok=True)
-    path = lib.drop_folder / f"{lib.code}-{exported:%Y%m%d}.mrc"
+    from lienthong import demo_tabular  # a library whose registry source is csv/xlsx exports a spreadsheet
+
+    spreadsheet = demo_tabular.export_format(lib.code)
+    suffix = spreadsheet if spreadsheet in ("csv", "xlsx") else "mrc"
+    path = lib.drop_folder / f"{lib.code}-{exported:%Y%m%d}.{suffix}"
     part = lib.drop_folder / f".{path.name}.part"
     with open(part, "wb") as handle:
         sink = _HashingFile(handle)
-        writer = MARCWriter(sink)
+        encoding, leader09 = (export_encoding(lib.code) if legacy_encodings else ("utf-8", "a")) \
+            if suffix == "mrc" else (None, None)
+        if suffix == "mrc":
+            writer = MARCWriter(sink) if encoding == "utf-8" else _EncodedMARCWriter(sink, encoding, leader09)
+        else:
+            writer = demo_tabular.TabularWriter(sink, fmt=suffix, library_name=lib.name, library_type=profile,
+                                                exported=exported)
         for k, (work, acquired_on) in enumerate(zip(works, dates)):
             control += rng.choice((1, 1, 1, 2, 3))
             local_id = f"{lib.code}-{control:06d}" if style.prefixed_ids else str(control)
@@ -1006,7 +1109,11 @@ def _library_export(lib: LibrarySpec, scale: float, seed: int, exported: _dt.dat
             items_total += len(items)
             if defect:
                 defects[defect].append(local_id)
+            editions[local_id] = edition_keys[k]
         writer.close(close_fh=False)
+    if suffix != "mrc":
+        items_total = writer.items  # textbook lines carry a quantity, not copies
+        encoding = getattr(writer, "encoding", "utf-8" if suffix == "xlsx" else None)
     digest = sink.sha256.hexdigest()
     if path.is_file() and _file_sha256(path) == digest:
         part.unlink()  # unchanged: keep the existing file and its mtime
@@ -1015,11 +1122,13 @@ def _library_export(lib: LibrarySpec, scale: float, seed: int, exported: _dt.dat
     incomplete = sum(len(defects[rule]) for rule in INCOMPLETE_RULES)
     return path, {
         "type": lib.type,
+        "encoding": encoding,
         "sha256": digest,
         "records": n,
         "items": items_total,
         "complete_records": n - incomplete,
         "defects": defects,
+        "editions": editions,
     }
 
 
@@ -1032,18 +1141,40 @@ def _file_sha256(path: Path) -> str:
 
 
 # ------------------------------------------------------------------------------------------ province
+def _remove_stale_exports(lib: LibrarySpec, exported: _dt.date) -> None:
+    """Drop sample exports of an earlier seed (another export date) so they never pass for the newest one.
+
+    Only files named like the generator's own (``<CODE>-YYYYMMDD.ext`` and, under ``circulation/``,
+    ``<CODE>-<kind>-YYYYMMDD.ext``) are touched.
+    """
+    stamp = exported.strftime("%Y%m%d")
+    code = re.escape(lib.code)
+    patterns = [(Path(lib.drop_folder), re.compile(rf"^{code}-(\d{{8}})\.(mrc|xml|csv|xlsx)$")),
+                (Path(lib.drop_folder) / "circulation", re.compile(rf"^{code}-[a-z-]+-(\d{{8}})\.(csv|xlsx)$"))]
+    for folder, pattern in patterns:
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            match = pattern.match(path.name)
+            if match and match.group(1) != stamp and path.is_file():
+                path.unlink()
+
+
 def generate_province(libraries: list[LibrarySpec], out_root: Path, *, scale: float = 1.0,
-                      seed: int = DEFAULT_SEED) -> dict:
+                      seed: int = DEFAULT_SEED, legacy_encodings: bool = True) -> dict:
     """Write one MARC21 export per library into its drop folder and ``out_root/ground_truth.json``.
 
     Returns the ground truth (JSON-safe, the same as the file)::
 
         {"seed", "scale", "export_date",
-         "libraries": {code: {"file": path relative to out_root, "type", "sha256", "records", "items",
-                              "complete_records", "defects": {rule: [local_id, ...] for every rule}}},
+         "libraries": {code: {"file": path relative to out_root, "type", "encoding" (of the export's text:
+                              utf-8, utf-8-nfd, tcvn3, vni, cp1258), "sha256", "records", "items",
+                              "complete_records", "defects": {rule: [local_id, ...] for every rule},
+                              "editions": {local_id: edition key "E00042" (the pool edition it describes)}}},
          "totals": {"records", "items", "complete_records", "defects": {rule: count}}}
 
-    The same (libraries, scale, seed) give byte-identical files and manifest.
+    The same (libraries, scale, seed) give byte-identical files and manifest. ``legacy_encodings=False``
+    writes every MARC export in UTF-8: the twin a legacy export must decode to.
     """
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
@@ -1058,7 +1189,7 @@ def generate_province(libraries: list[LibrarySpec], out_root: Path, *, scale: fl
     truth: dict = {"seed": seed, "scale": scale, "export_date": exported.isoformat(), "libraries": {}}
     totals = {"records": 0, "items": 0, "complete_records": 0, "defects": {rule: 0 for rule in DEFECT_RULES}}
     for lib in libraries:
-        path, entry = _library_export(lib, scale, seed, exported)
+        path, entry = _library_export(lib, scale, seed, exported, legacy_encodings)
         relative = Path(os.path.relpath(path.resolve(), out_root.resolve())).as_posix()
         truth["libraries"][lib.code] = {"file": relative, **entry}
         totals["records"] += entry["records"]
@@ -1067,6 +1198,12 @@ def generate_province(libraries: list[LibrarySpec], out_root: Path, *, scale: fl
         for rule, ids in entry["defects"].items():
             totals["defects"][rule] += len(ids)
     truth["totals"] = totals
+    from lienthong.demo_circulation import generate_circulation  # loans, ILL, cards, rotation: <drop>/circulation/
+
+    truth["circulation"] = generate_circulation(libraries, out_root, truth["libraries"], scale=scale, seed=seed,
+                                                exported=exported)
+    for lib in libraries:
+        _remove_stale_exports(lib, exported)
     manifest = out_root / "ground_truth.json"
     part = out_root / ".ground_truth.json.part"
     part.write_text(json.dumps(truth, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

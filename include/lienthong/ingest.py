@@ -13,12 +13,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from lienthong import landing, load, sources, warehouse
+from lienthong import landing, load, quality, scorecard, sources, warehouse
 from lienthong.model import CanonicalRecord
 from lienthong.normalise import to_canonical
 from lienthong.parse import ParsedRecord, ParseError, Unreadable, detect_format, read_records
 from lienthong.registry import Registry, load_registry
-from lienthong.validate import Failure, validate_batch
+from lienthong.validate import ELEMENTS, Failure, Policy, validate_export, validate_records
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,9 @@ class IngestResult:
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     warning_reasons: dict[str, int] = field(default_factory=dict)
     unreadable_reasons: list[str] = field(default_factory=list)
+    accepted: int = 0  # failures covered by an accepted exception
+    tier: str | None = None
+    batch_checks: dict[str, bool] = field(default_factory=dict)  # "rule:field" → passed
 
     @property
     def conserved(self) -> bool:
@@ -67,6 +70,7 @@ def _duplicate_failure(rec: CanonicalRecord) -> Failure:
         rule="duplicate_local_id", field="001", value=rec.local_id, severity="error",
         message_vi=f"Số kiểm soát (001) '{rec.local_id}' xuất hiện nhiều lần trong cùng tệp xuất.",
         fix_vi="Mỗi biểu ghi phải có một số kiểm soát 001 riêng; sửa hoặc xóa biểu ghi trùng rồi xuất lại.",
+        record_hash=rec.record_hash, default_severity="error",
     )
 
 
@@ -85,7 +89,7 @@ def _last_batch(conn: sa.Connection, library_code: str):
     return conn.execute(
         sa.text(
             """SELECT batch_id, sha256, status, records_read, records_loaded, records_quarantined,
-                      records_unreadable, items_loaded, status_reason
+                      records_unreadable, items_loaded, status_reason, started_at
                FROM core.batch WHERE library_code = :l AND status IN ('applied', 'held')
                ORDER BY batch_id DESC LIMIT 1"""
         ),
@@ -97,8 +101,15 @@ class _BatchRun:
     """The parse → validate → stage loop of one batch, accumulating counts and reasons."""
 
     def __init__(self, engine: sa.Engine, batch_id: int, library_code: str, item_field: str,
-                 field_mapping=None):
+                 field_mapping=None, policy: Policy | None = None, exceptions: dict | None = None):
         self.engine = engine
+        self.policy = policy or Policy()
+        self.exceptions = exceptions or {}  # local_id → [(exception_id, rule, record_hash)]
+        self.reopened: dict[int, str] = {}  # exception_id → why
+        self.accession_seen: set[str] = set()  # ĐKCB keys of the whole export, across chunks
+        self.elements = {name: [0, 0] for name in ELEMENTS}
+        self.quality_counts = Counter()
+        self.chunk_number = 0
         self.field_mapping = field_mapping
         self.batch_id = batch_id
         self.library_code = library_code
@@ -139,23 +150,36 @@ class _BatchRun:
             if len(self.unreadable_reasons) < MAX_REASONS:
                 self.unreadable_reasons.append(entry.reason)
 
-        validation = validate_batch(records)
+        validation = validate_records(records, self.policy, accession_seen=self.accession_seen)
         failures = list(validation.failures)
         for rec in records:
             if rec.local_id in self.seen_ids:
                 failures.append(_duplicate_failure(rec))
             self.seen_ids.add(rec.local_id)
+        self._apply_exceptions(records, failures)
 
         errors_by_index: dict[int, list[str]] = {}
         warned: set[int] = set()
         incomplete: set[int] = set()
+        invalid: set[int] = set()
         for failure in failures:
+            if failure.rule.startswith("missing_"):
+                incomplete.add(failure.record_index)
+            if failure.accepted:
+                continue
+            if not failure.rule.startswith("missing_"):
+                invalid.add(failure.record_index)
             if failure.severity == "error":
                 errors_by_index.setdefault(failure.record_index, []).append(failure.rule)
             else:
                 warned.add(failure.record_index)
-            if failure.rule.startswith("missing_"):
-                incomplete.add(failure.record_index)
+        for name, (present, evaluated) in validation.statistics["elements"].items():
+            self.elements[name][0] += present
+            self.elements[name][1] += evaluated
+        self.quality_counts.update(
+            records=len(records), complete=len(records) - len(incomplete), valid=len(records) - len(invalid),
+            errors=len(errors_by_index), warnings=len(warned - set(errors_by_index)),
+            accepted=sum(1 for f in failures if f.accepted))
 
         loadable, quarantined = [], []
         for rec in records:
@@ -166,7 +190,8 @@ class _BatchRun:
             else:
                 loadable.append(rec)
         for failure in failures:
-            if failure.severity == "warning" and failure.record_index not in errors_by_index:
+            if (failure.severity == "warning" and not failure.accepted
+                    and failure.record_index not in errors_by_index):
                 self.warning_reasons[failure.rule] += 1
 
         flags = {rec.record_index: (rec.record_index in warned, rec.record_index not in incomplete)
@@ -176,9 +201,30 @@ class _BatchRun:
             load.write_quarantine(conn, self.batch_id, self.library_code, quarantined)
             load.write_failures(conn, self.batch_id, self.library_code, failures)
             load.write_unreadable(conn, self.batch_id, self.library_code, unreadable)
+            quality.write_gx_results(conn, self.batch_id, self.library_code, self.chunk_number,
+                                     validation.gx_results)
+        self.chunk_number += 1
         self.result_counts["loaded"] += n_records
         self.result_counts["items"] += n_items
         self.result_counts["quarantined"] += len(quarantined)
+
+
+    def _apply_exceptions(self, records: list[CanonicalRecord], failures: list[Failure]) -> None:
+        """Accepted exceptions cover a failure while the record is unchanged; a changed record re-opens them."""
+        if not self.exceptions:
+            return
+        hashes = {rec.local_id: rec.record_hash for rec in records}
+        active: dict[tuple[str, str], int] = {}
+        for local_id, record_hash in hashes.items():
+            for exception_id, rule, accepted_hash in self.exceptions.get(local_id, ()):
+                if accepted_hash == record_hash:
+                    active[(local_id, rule)] = exception_id
+                else:
+                    self.reopened[exception_id] = "the record changed since the exception was accepted"
+        for failure in failures:
+            exception_id = active.get((failure.local_id, failure.rule))
+            if exception_id is not None:
+                failure.accepted, failure.exception_id = True, exception_id
 
 
 def ingest_library(
@@ -195,7 +241,7 @@ def ingest_library(
     if library is None:
         raise IngestError(f"library {library_code!r} is not in the registry {registry.path}")
     source = library.source
-    path = Path(file) if file else sources.newest_export(library_code, source.location)
+    path = Path(file) if file else sources.fetch_export(library)
     if path is None:
         folder = sources.drop_folder(library_code, source.location)
         return IngestResult(library_code, "no_export", message=f"no export file in {folder}")
@@ -210,25 +256,75 @@ def ingest_library(
     with engine.connect() as lock_conn:
         lock_conn.execute(sa.text("SELECT pg_advisory_lock(:ns, hashtext(:l))"),
                           {"ns": load.LIBRARY_LOCK_NAMESPACE, "l": library_code})
+        lock_pid = lock_conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
         try:
-            return _ingest_locked(engine, library, delivery, path, result, chunk_size)
+            return _ingest_locked(engine, library, delivery, path, result, chunk_size, registry, lock_pid)
         finally:
-            lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:ns, hashtext(:l))"),
-                              {"ns": load.LIBRARY_LOCK_NAMESPACE, "l": library_code})
-            lock_conn.commit()
+            try:
+                lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:ns, hashtext(:l))"),
+                                  {"ns": load.LIBRARY_LOCK_NAMESPACE, "l": library_code})
+                lock_conn.commit()
+            except sa.exc.DBAPIError as exc:  # the lock died with its connection; keep the real error visible
+                log.warning("library %s: could not release the library lock (%s)", library_code,
+                            type(exc.orig).__name__)
 
 
-def _ingest_locked(engine, library, delivery, path: Path, result: IngestResult, chunk_size: int) -> IngestResult:
+_LOCK_HELD = sa.text(
+    """SELECT EXISTS (SELECT 1 FROM pg_locks
+                      WHERE locktype = 'advisory' AND granted AND pid = :pid AND classid = :ns
+                        AND objid = hashtext(:l)::oid AND objsubid = 2)"""
+)
+
+
+def _discard_batch(conn: sa.Connection, batch_id: int, message: str) -> None:
+    """Drop a batch's staging and quality rows and mark it failed; core is untouched."""
+    load.clear_staging(conn, batch_id)
+    for table in ("quality.check_failure", "quality.quarantine", "quality.unreadable", "quality.gx_result",
+                  "quality.batch_check"):
+        conn.execute(sa.text(f"DELETE FROM {table} WHERE batch_id = :b"), {"b": batch_id})
+    conn.execute(
+        sa.text("UPDATE core.batch SET status = 'failed', status_reason = :r, finished_at = now() "
+                "WHERE batch_id = :b"),
+        {"r": message, "b": batch_id},
+    )
+
+
+def _discard_interrupted(conn: sa.Connection, library_code: str) -> None:
+    """A run killed mid-way leaves its batch 'loading'; under the library lock no such run is alive."""
+    stale = conn.execute(sa.text("SELECT batch_id FROM core.batch WHERE library_code = :l AND status = 'loading'"),
+                         {"l": library_code}).scalars().all()
+    for batch_id in stale:
+        log.warning("library %s: batch %s was interrupted before it finished; discarding it", library_code, batch_id)
+        _discard_batch(conn, batch_id, "interrupted: the run stopped before finishing; its partial rows were dropped")
+
+
+def _ingest_locked(engine, library, delivery, path: Path, result: IngestResult, chunk_size: int,
+                   registry: Registry, lock_pid: int) -> IngestResult:
     code = library.code
     with engine.begin() as conn:
+        _discard_interrupted(conn, code)
         last = _last_batch(conn, code)
-        if last is not None and last["sha256"] == delivery.sha256:
+        newly_accepted = 0 if last is None else quality.exceptions_accepted_since(conn, code, last["started_at"])
+        if last is not None and last["sha256"] == delivery.sha256 and not newly_accepted:
             result.status = "unchanged"
-            result.batch_id = last["batch_id"]
             result.read, result.loaded = last["records_read"], last["records_loaded"]
             result.quarantined, result.unreadable = last["records_quarantined"], last["records_unreadable"]
             result.items = last["items_loaded"]
             result.message = f"same export as batch {last['batch_id']} ({last['status']}); nothing changed"
+            # The re-delivery is recorded (it counts for reporting periods); core is untouched.
+            result.batch_id = conn.execute(
+                sa.text(
+                    """INSERT INTO core.batch (library_code, delivery_id, sha256, file_name, file_format, status,
+                                               status_reason, finished_at, records_read, records_loaded,
+                                               records_quarantined, records_unreadable, items_loaded, same_as_batch)
+                       VALUES (:l, :d, :s, :n, :f, 'unchanged', :reason, now(), :read, :loaded, :quarantined,
+                               :unreadable, :items, :same) RETURNING batch_id"""
+                ),
+                {"l": code, "d": delivery.delivery_id, "s": delivery.sha256, "n": delivery.original_name,
+                 "f": library.source.format, "reason": result.message, "read": result.read,
+                 "loaded": result.loaded, "quarantined": result.quarantined, "unreadable": result.unreadable,
+                 "items": result.items, "same": last["batch_id"]},
+            ).scalar_one()
             return result
         file_format = library.source.format
         batch_id = conn.execute(
@@ -240,8 +336,14 @@ def _ingest_locked(engine, library, delivery, path: Path, result: IngestResult, 
              "f": file_format},
         ).scalar_one()
     result.batch_id = batch_id
+    if newly_accepted and last["sha256"] == delivery.sha256:
+        result.message = (f"same export as batch {last['batch_id']}, checked again: {newly_accepted} exception(s) "
+                          f"accepted since")
 
-    run = _BatchRun(engine, batch_id, code, library.source.item_field, library.source.field_mapping)
+    with engine.connect() as conn:
+        exceptions = quality.load_exceptions(conn, code)
+    run = _BatchRun(engine, batch_id, code, library.source.item_field, library.source.field_mapping,
+                    policy=quality.policy_for(registry, code), exceptions=exceptions)
     try:
         run.run(delivery.stored_path, file_format, library.source.encoding, chunk_size)
     except ParseError as exc:
@@ -257,11 +359,22 @@ def _ingest_locked(engine, library, delivery, path: Path, result: IngestResult, 
     result.warning_reasons = dict(run.warning_reasons.most_common())
     result.unreadable_reasons = run.unreadable_reasons
 
+    result.accepted = run.quality_counts["accepted"]
+
     with engine.begin() as conn:
+        if not conn.execute(_LOCK_HELD, {"pid": lock_pid, "ns": load.LIBRARY_LOCK_NAMESPACE, "l": code}).scalar_one():
+            raise IngestError(f"library {code}: the connection holding the library lock was lost during the run; "
+                              f"nothing was applied (batch {batch_id} is discarded on the next run)")
         current = load.current_record_count(conn, code)
         incoming = result.loaded + result.quarantined
         threshold = getattr(library.source, "hold_drop", None) or DEFAULT_HOLD_DROP
-        if current and incoming < current * (1 - threshold):
+        checks, gx_result = validate_export(incoming, run.elements, min_records=current * (1 - threshold),
+                                            policy=run.policy)
+        quality.write_batch_checks(conn, batch_id, code, checks)
+        quality.write_gx_results(conn, batch_id, code, 0, {"batch_level": gx_result})
+        result.batch_checks = {f"{c.rule}:{c.field}": c.success for c in checks}
+        held = any(not c.success and c.severity == "error" for c in checks)
+        if held:
             result.status = "held"
             result.message = (f"held: the export has {incoming} records against {current} in the last accepted "
                               f"state (a drop over {threshold:.0%}); the library keeps its last good data")
@@ -271,6 +384,12 @@ def _ingest_locked(engine, library, delivery, path: Path, result: IngestResult, 
             result.records_inserted = applied["records_inserted"]
             result.records_closed = applied["records_closed"]
         load.clear_staging(conn, batch_id)
+        quality.reopen_exceptions(conn, batch_id, run.reopened)
+        counts = run.quality_counts
+        result.tier = scorecard.write_batch_scorecard(
+            conn, batch_id, code, records=counts["records"], complete=counts["complete"], valid=counts["valid"],
+            errors=counts["errors"], warnings=counts["warnings"], accepted=counts["accepted"],
+            elements=run.elements)
         conn.execute(
             sa.text(
                 """UPDATE core.batch SET status = :status, status_reason = :reason, finished_at = now(),
@@ -296,12 +415,5 @@ def _fail(engine: sa.Engine, result: IngestResult, message: str) -> IngestResult
     result.message = message
     result.read = result.loaded = result.quarantined = result.unreadable = result.items = 0
     with engine.begin() as conn:
-        load.clear_staging(conn, result.batch_id)
-        for table in ("quality.check_failure", "quality.quarantine", "quality.unreadable"):
-            conn.execute(sa.text(f"DELETE FROM {table} WHERE batch_id = :b"), {"b": result.batch_id})
-        conn.execute(
-            sa.text("UPDATE core.batch SET status = 'failed', status_reason = :r, finished_at = now() "
-                    "WHERE batch_id = :b"),
-            {"r": message, "b": result.batch_id},
-        )
+        _discard_batch(conn, result.batch_id, message)
     return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import difflib
+import json
 import os
 import re
 import unicodedata
@@ -34,6 +35,12 @@ UNIT_LEVELS = ("province", "district")  # order = rank: a parent sits at a lower
 TRANSPORTS = ("local", "http", "sftp", "oai-pmh")
 FORMATS = ("auto", "marc21", "marcxml", "csv", "xlsx")
 NAMED_ENCODINGS = ("utf-8", "marc-8", "cp1258", "tcvn3", "vni")  # marc-8, tcvn3, vni are not Python codecs
+# What a spreadsheet column may map to in a source's field_mapping (lienthong.tabular, docs/formats.md).
+SPREADSHEET_FIELDS = (
+    "record_id", "title", "author", "publisher", "pub_place", "pub_year", "isbn", "language", "keywords",
+    "subjects", "call_number", "classification", "quantity", "accession_number", "barcode", "collection",
+    "location", "item_type", "status", "ignore",
+)
 CALL_NUMBER_SCHEMES = ("DDC", "BBK")  # or "pattern:<regex>"
 SCHEDULE_PRESETS = ("@hourly", "@daily", "@weekly", "@monthly", "@yearly")
 CODE_RE = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,31}$")
@@ -42,6 +49,40 @@ ITEM_FIELD_RE = re.compile(r"^(?!00)[0-9A-Za-z]{3}$")  # a data field (not 00X c
 BUILTIN_LENDING = {"loan_days": 14, "max_items": 3}
 BUILTIN_SOURCE = {"transport": "local", "format": "auto", "encoding": None, "item_field": "952", "schedule": "@daily"}
 BUILTIN_CALL_NUMBER_SCHEME = "DDC"
+REMOTE_SOURCE_KEYS = ("connection", "pattern", "set", "metadata_prefix")  # see docs/sources.md
+CONNECTION_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
+FILE_PATTERN_RE = re.compile(r"^[^/\\\x00-\x1f]{1,200}$")
+OAI_TOKEN_RE = re.compile(r"^[A-Za-z0-9_.!~*'()%:-]{1,200}$")
+# Access levels of the union catalogue (§III.2b): search and view only; read on site; download (digital) or a
+# defined type and degree of use (other resources); paid service.
+ACCESS_LEVELS = ("metadata_only", "read_on_site", "defined_use", "paid_service")
+BUILTIN_ACCESS_LEVEL = "read_on_site"
+# Reporting calendar (§VI of the guidance): semester I report due 15/01, school-year report due 25/5.
+BUILTIN_CALENDAR = {"school_year_start": "09-05", "semester_1_due": "01-15", "school_year_due": "05-25"}
+BUILTIN_REPORTING = {"smtp_conn_id": "smtp_lienthong", "reminder_days": (14, 7, 3, 1), "report_lead_days": 10}
+SCHOOL_YEAR_NAME_RE = re.compile(r"^([0-9]{4})-([0-9]{4})$")
+MONTH_DAY_RE = re.compile(r"^([0-9]{2})-([0-9]{2})$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+QUALITY_RULE_KEYS = ("errors", "min_completeness")  # groups[].rules.quality: tighten the province defaults
+PROVINCE_MIN_COMPLETENESS = 0.8  # batch-level: least share of records carrying each mandatory element
+
+
+RECORD_SUITES = ("mandatory_elements", "record_validity")  # the suites whose rules a group may raise to error
+
+
+def quality_rule_ids() -> frozenset[str]:
+    """Rule ids of the record suites (expectations/<suite>.json meta.rule); empty when the folder is absent."""
+    from lienthong import config
+
+    rules: set[str] = set()
+    for suite in (config.expectations_dir() / f"{name}.json" for name in RECORD_SUITES):
+        try:
+            data = json.loads(suite.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        rules.update(e.get("meta", {}).get("rule") for e in data.get("expectations") or [] if isinstance(e, dict))
+    rules.discard(None)
+    return frozenset(rules | {"duplicate_local_id"})
 
 
 class RegistryError(ValueError):
@@ -95,6 +136,10 @@ class ExportSource:
     item_field: str = "952"
     field_mapping: Mapping[str, str] | None = field(default=None, hash=False)  # spreadsheet column → field
     schedule: str = "@daily"
+    connection: str | None = None  # Airflow connection id holding the credentials (never the registry)
+    pattern: str | None = None  # file name glob in a drop folder or SFTP folder, e.g. "*.mrc"
+    set: str | None = None  # OAI-PMH set
+    metadata_prefix: str | None = None  # OAI-PMH metadataPrefix (None → marc21)
 
 
 @dataclass(frozen=True)
@@ -103,6 +148,21 @@ class LendingPolicy:
 
     loan_days: int = BUILTIN_LENDING["loan_days"]
     max_items: int = BUILTIN_LENDING["max_items"]
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """What the union catalogue may offer of a library's holdings (§III.2b): a level for the library, and
+    exceptions per collection (952$8) and per item (accession number, ĐKCB)."""
+
+    level: str = BUILTIN_ACCESS_LEVEL
+    collections: Mapping[str, str] = field(default_factory=dict, hash=False)
+    items: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def level_of(self, collection: str | None = None, accession_number: str | None = None) -> str:
+        """The most specific level: item, else collection, else library."""
+        return (self.items.get(accession_number or "") or self.collections.get(collection or "")
+                or self.level)
 
 
 @dataclass(frozen=True)
@@ -120,6 +180,7 @@ class Library:
     source: ExportSource = field(default_factory=ExportSource)
     lending_policy: LendingPolicy = field(default_factory=LendingPolicy)
     call_number_scheme: str = BUILTIN_CALL_NUMBER_SCHEME
+    access: AccessPolicy = field(default_factory=AccessPolicy)
 
     def active_on(self, on: date | None = None) -> bool:
         return _active(self.valid_from, self.valid_to, on)
@@ -167,11 +228,62 @@ class Group:
 
 
 @dataclass(frozen=True)
+class SchoolYear:
+    """One school year and the data cut-off (end) and deadline (due) of its two reports."""
+
+    name: str  # "2026-2027"
+    start: date
+    semester_1_end: date
+    semester_1_due: date
+    end: date
+    due: date
+
+    @property
+    def first_year(self) -> int:
+        return int(self.name[:4])
+
+
+@dataclass(frozen=True)
+class ReportingCalendar:
+    """School years, report deadlines and who is reminded; years not listed follow the month-day defaults."""
+
+    school_year_start: tuple[int, int] = (9, 5)  # (month, day)
+    semester_1_due: tuple[int, int] = (1, 15)
+    school_year_due: tuple[int, int] = (5, 25)
+    school_years: Mapping[str, SchoolYear] = field(default_factory=dict, hash=False)
+    smtp_conn_id: str = BUILTIN_REPORTING["smtp_conn_id"]
+    sender: str | None = None
+    education_office_name: str | None = None
+    education_office_email: str | None = None
+    library_email: str | None = None  # pattern with {code}
+    contacts: Mapping[str, str] = field(default_factory=dict, hash=False)
+    reminder_days: tuple[int, ...] = BUILTIN_REPORTING["reminder_days"]
+    report_lead_days: int = BUILTIN_REPORTING["report_lead_days"]
+
+    def school_year(self, first_year: int) -> SchoolYear:
+        """The listed school year starting in ``first_year``, else one built from the defaults."""
+        name = f"{first_year}-{first_year + 1}"
+        if name in self.school_years:
+            return self.school_years[name]
+        second = first_year + 1
+        s1_due = date(second, *self.semester_1_due)
+        due = date(second, *self.school_year_due)
+        return SchoolYear(name, date(first_year, *self.school_year_start), s1_due, s1_due, due, due)
+
+    def email_of(self, library_code: str) -> str | None:
+        """A library's contact address: listed in contacts, else the library_email pattern."""
+        if library_code in self.contacts:
+            return self.contacts[library_code]
+        return self.library_email.format(code=library_code.lower()) if self.library_email else None
+
+
+@dataclass(frozen=True)
 class Registry:
     path: Path
     libraries: dict[str, Library]
     groups: dict[str, Group]
     administrative_units: dict[str, AdministrativeUnit]
+    reporting: ReportingCalendar = field(default_factory=ReportingCalendar)
 
     def active_libraries(self, on: date | None = None) -> list[Library]:
         """Libraries valid on ``on`` (today if None), in file order."""
@@ -525,21 +637,24 @@ class _Builder:
 
     def build(self, data: Any) -> Registry | None:
         top = self.mapping(data, (), required=("libraries", "groups", "administrative_units"),
-                           optional=("defaults",))
+                           optional=("defaults", "reporting"))
         if top is None:
             return None
         defaults = self.defaults(top.get("defaults"), ("defaults",))
         units = self.units(top.get("administrative_units"), ("administrative_units",))
         libraries = self.libraries(top.get("libraries"), ("libraries",), defaults, units)
         groups = self.groups(top.get("groups"), ("groups",), libraries)
-        return Registry(self.path, libraries, groups, units)
+        reporting = self.reporting(top.get("reporting"), ("reporting",), libraries)
+        return Registry(self.path, libraries, groups, units, reporting)
 
     def defaults(self, value: Any, path: KeyPath) -> dict:
         result = {"lending_policy": dict(BUILTIN_LENDING), "source": dict(BUILTIN_SOURCE),
-                  "call_number_scheme": BUILTIN_CALL_NUMBER_SCHEME}
+                  "call_number_scheme": BUILTIN_CALL_NUMBER_SCHEME, "access": AccessPolicy()}
         if value is None:
             return result
-        m = self.mapping(value, path, optional=("lending_policy", "source", "call_number_scheme"))
+        m = self.mapping(value, path, optional=("lending_policy", "source", "call_number_scheme", "access"))
+        if m is not None and m.get("access") is not None:
+            result["access"] = self.access(m["access"], path + ("access",), result["access"])
         if m is None:
             return result
         result["lending_policy"] = self.lending(m.get("lending_policy"), path + ("lending_policy",),
@@ -601,7 +716,7 @@ class _Builder:
             p = path + (i,)
             m = self.mapping(entry, p, required=("code", "name", "type", "admin_unit", "valid_from"),
                              optional=("commune", "valid_to", "sample", "source", "lending_policy",
-                                       "call_number_scheme"))
+                                       "call_number_scheme", "access"))
             if m is None:
                 continue
             code = self.code(m, "code", p)
@@ -620,10 +735,39 @@ class _Builder:
                 lending_policy=LendingPolicy(**self.lending(m.get("lending_policy"), p + ("lending_policy",),
                                                             defaults["lending_policy"])),
                 call_number_scheme=scheme if scheme is not None else defaults["call_number_scheme"],
+                access=self.access(m.get("access"), p + ("access",), defaults["access"]),
             )
             if code is not None and not duplicate:
                 libraries[code] = library
         return libraries
+
+    def access(self, value: Any, path: KeyPath, base: AccessPolicy) -> AccessPolicy:
+        """``access: {level: L, collections: {name: L}, items: {ĐKCB: L}}``; a library inherits the default
+        level, never the default's exceptions."""
+        if value is None:
+            return AccessPolicy(base.level)
+        m = self.mapping(value, path, optional=("level", "collections", "items"))
+        if m is None:
+            return AccessPolicy(base.level)
+        level = self.choice(m, "level", path, ACCESS_LEVELS) if "level" in m else None
+        exceptions: dict[str, dict[str, str]] = {}
+        for scope in ("collections", "items"):
+            entries = m.get(scope)
+            exceptions[scope] = {}
+            if entries is None:
+                continue
+            if not isinstance(entries, dict):
+                self.add(path + (scope,), f"expected a mapping of name → access level, found {_kind(entries)}")
+                continue
+            for name, entry_level in entries.items():
+                if entry_level not in ACCESS_LEVELS:
+                    hint = _hint(entry_level, ACCESS_LEVELS) if isinstance(entry_level, str) else ""
+                    self.add(path + (scope, name), f"{_kind(entry_level)} is not one of: "
+                                                   f"{', '.join(ACCESS_LEVELS)}{hint}")
+                else:
+                    exceptions[scope][str(name)] = entry_level
+        return AccessPolicy(level or base.level, MappingProxyType(exceptions["collections"]),
+                            MappingProxyType(exceptions["items"]))
 
     def lending(self, value: Any, path: KeyPath, base: dict) -> dict:
         result = dict(base)
@@ -639,7 +783,8 @@ class _Builder:
     def source(self, value: Any, path: KeyPath, base: dict, code: str | None) -> ExportSource:
         result = dict(base, location=None, field_mapping=None)
         if value is not None:
-            m = self.mapping(value, path, optional=(*BUILTIN_SOURCE, "location", "field_mapping"))
+            m = self.mapping(value, path, optional=(*BUILTIN_SOURCE, "location", "field_mapping",
+                                                    *REMOTE_SOURCE_KEYS))
             if m is not None:
                 result.update(self.source_fields(m, path))
         transport = result["transport"]
@@ -658,6 +803,13 @@ class _Builder:
             if not result["location"].startswith(schemes):
                 self.add(path + ("location",), f"{result['location']!r} must be a URL starting with "
                                                f"{' or '.join(schemes)} for transport {transport!r}")
+            elif "@" in result["location"].split("//", 1)[1].split("/", 1)[0]:
+                self.add(path + ("location",), "must not carry a user or password: put them in the Airflow "
+                                               "connection named by `connection`")
+            named = isinstance(value, dict) and value.get("connection")  # an invalid id is reported already
+            if transport == "sftp" and not result.get("connection") and not named:
+                self.add(path + ("connection",), "is required for transport 'sftp' (the Airflow connection "
+                                                 "with the login)")
         return ExportSource(**result)
 
     def source_fields(self, m: dict, path: KeyPath) -> dict:
@@ -671,6 +823,13 @@ class _Builder:
             "item_field": lambda: self.item_field(m, path),
             "field_mapping": lambda: self.field_mapping(m, path),
             "schedule": lambda: self.schedule(m, path),
+            "connection": lambda: self.pattern_text(m, "connection", path, CONNECTION_ID_RE,
+                                                    "an Airflow connection id (letters, digits, _ . -)"),
+            "pattern": lambda: self.pattern_text(m, "pattern", path, FILE_PATTERN_RE,
+                                                 "a file name pattern such as *.mrc (no folder)"),
+            "set": lambda: self.pattern_text(m, "set", path, OAI_TOKEN_RE, "an OAI-PMH setSpec"),
+            "metadata_prefix": lambda: self.pattern_text(m, "metadata_prefix", path, OAI_TOKEN_RE,
+                                                         "an OAI-PMH metadataPrefix such as marc21"),
         }
         for key, check in checks.items():
             if key in m:
@@ -678,6 +837,13 @@ class _Builder:
                 if value is not None:
                     out[key] = value
         return out
+
+    def pattern_text(self, m: dict, key: str, path: KeyPath, regex: re.Pattern, what: str) -> str | None:
+        value = self.text(m, key, path)
+        if value is not None and not regex.match(value):
+            self.add(path + (key,), f"{value!r} is not {what}")
+            return None
+        return value
 
     def encoding(self, m: dict, path: KeyPath) -> str | None:
         value = self.text(m, "encoding", path)
@@ -710,8 +876,11 @@ class _Builder:
             return None
         mapping: dict[str, str] = {}
         for column, target in value.items():
-            if isinstance(target, str) and target.strip():
+            if isinstance(target, str) and target.strip() in SPREADSHEET_FIELDS:
                 mapping[column] = target.strip()
+            elif isinstance(target, str) and target.strip():
+                self.add(p + (column,), f"unknown field {target.strip()!r} (known: {', '.join(SPREADSHEET_FIELDS)})"
+                                        f"{_hint(target.strip(), SPREADSHEET_FIELDS)}")
             else:
                 self.add(p + (column,), f"expected a field name, found {_kind(target)}")
         return MappingProxyType(mapping)
@@ -768,6 +937,8 @@ class _Builder:
             if rules is not None and not isinstance(rules, dict):
                 self.add(p + ("rules",), f"expected a mapping, found {_kind(rules)}")
                 rules = None
+            elif rules is not None and "quality" in rules:
+                self.quality_rules(rules["quality"], p + ("rules", "quality"))
             if code is None or duplicate:
                 continue
             if mode is not None:
@@ -782,6 +953,27 @@ class _Builder:
                                  valid_from, valid_to, bool(self.boolean(m, "sample", p)),
                                  MappingProxyType(rules) if rules is not None else None)
         return groups
+
+    def quality_rules(self, value: Any, path: KeyPath) -> None:
+        """A group may only tighten the province's quality defaults: raise rules to error, demand more."""
+        m = self.mapping(value, path, optional=QUALITY_RULE_KEYS)
+        if m is None:
+            return
+        known = quality_rule_ids()
+        errors = m.get("errors")
+        if errors is not None:
+            if not isinstance(errors, list):
+                self.add(path + ("errors",), f"expected a list of rule ids, found {_kind(errors)}")
+            else:
+                for k, rule in enumerate(errors):
+                    if not isinstance(rule, str) or (known and rule not in known):
+                        hint = _hint(rule, tuple(sorted(known))) if isinstance(rule, str) else ""
+                        self.add(path + ("errors", k), f"{_kind(rule)} is not a quality rule id{hint}")
+        minimum = m.get("min_completeness")
+        if minimum is not None and (isinstance(minimum, bool) or not isinstance(minimum, (int, float))
+                                    or not PROVINCE_MIN_COMPLETENESS <= minimum <= 1):
+            self.add(path + ("min_completeness",), f"must be a number from {PROVINCE_MIN_COMPLETENESS} (the "
+                                                   f"province default) to 1, found {_kind(minimum)}")
 
     def members(self, value: Any, path: KeyPath, libraries: dict[str, Library],
                 group_period: tuple[date | None, date | None]) -> list[tuple[Membership, KeyPath]]:
@@ -817,3 +1009,154 @@ class _Builder:
                     self.add(p, f"library {code!r} is listed twice in this group at overlapping dates")
             out.append((Membership(code, valid_from, valid_to), p))
         return out
+
+    # -- reporting calendar (§VI)
+
+    def reporting(self, value: Any, path: KeyPath, libraries: dict[str, Library]) -> ReportingCalendar:
+        if value is None:
+            return ReportingCalendar()
+        m = self.mapping(value, path, optional=(
+            "smtp_conn_id", "sender", "education_office", "library_email", "contacts", "reminder_days",
+            "report_lead_days", "calendar", "school_years"))
+        if m is None:
+            return ReportingCalendar()
+        out: dict[str, Any] = {}
+        if m.get("smtp_conn_id") is not None:
+            conn_id = self.text(m, "smtp_conn_id", path)
+            if conn_id is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", conn_id):
+                self.add(path + ("smtp_conn_id",), f"{conn_id!r} is not an Airflow connection id "
+                                                   f"(letters, digits, '_', '.', '-')")
+            elif conn_id is not None:
+                out["smtp_conn_id"] = conn_id
+        out["sender"] = self.email(m, "sender", path)
+        office = m.get("education_office")
+        if office is not None:
+            om = self.mapping(office, path + ("education_office",), required=("name", "email"))
+            if om is not None:
+                out["education_office_name"] = self.text(om, "name", path + ("education_office",))
+                out["education_office_email"] = self.email(om, "email", path + ("education_office",))
+        pattern = self.text(m, "library_email", path)
+        if pattern is not None:
+            if "{code}" not in pattern or not EMAIL_RE.match(pattern.replace("{code}", "x")):
+                self.add(path + ("library_email",), f"{pattern!r} must be an address containing {{code}}, "
+                                                    f"e.g. thuvien.{{code}}@truong.edu.vn")
+            else:
+                out["library_email"] = pattern
+        contacts = m.get("contacts")
+        if contacts is not None:
+            if not isinstance(contacts, dict):
+                self.add(path + ("contacts",), f"expected a mapping of library code → address, found "
+                                               f"{_kind(contacts)}")
+            else:
+                good: dict[str, str] = {}
+                for code in contacts:
+                    p = path + ("contacts",)
+                    if code not in libraries:
+                        self.add(p + (code,), f"{code!r} is not a library code{_hint(str(code), tuple(libraries))}")
+                    address = self.email(contacts, code, p)
+                    if address is not None and code in libraries:
+                        good[code] = address
+                out["contacts"] = MappingProxyType(good)
+        days = m.get("reminder_days")
+        if days is not None:
+            if (not isinstance(days, list) or not days
+                    or any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in days)):
+                self.add(path + ("reminder_days",), f"expected a list of whole numbers of days (0 or more) "
+                                                    f"before the deadline, found {days!r}")
+            else:
+                out["reminder_days"] = tuple(sorted(set(days), reverse=True))
+        lead = self.positive_int(m, "report_lead_days", path)
+        if lead is not None:
+            out["report_lead_days"] = lead
+        calendar = m.get("calendar")
+        if calendar is not None:
+            cm = self.mapping(calendar, path + ("calendar",), optional=tuple(BUILTIN_CALENDAR))
+            for key in BUILTIN_CALENDAR:
+                month_day = self.month_day(cm, key, path + ("calendar",)) if cm is not None else None
+                if month_day is not None:
+                    out[key] = month_day
+        out = {k: v for k, v in out.items() if v is not None}
+        base = ReportingCalendar(**out)
+        out["school_years"] = MappingProxyType(self.school_years(m.get("school_years"), path + ("school_years",),
+                                                                 base))
+        return ReportingCalendar(**out)
+
+    def email(self, m: dict, key: str, path: KeyPath) -> str | None:
+        value = self.text(m, key, path)
+        if value is not None and not EMAIL_RE.match(value):
+            self.add(path + (key,), f"{value!r} is not an e-mail address")
+            return None
+        return value
+
+    def month_day(self, m: dict, key: str, path: KeyPath) -> tuple[int, int] | None:
+        value = m.get(key)
+        if value is None:
+            return None
+        match = MONTH_DAY_RE.match(value.strip()) if isinstance(value, str) else None
+        if match:
+            month, day = int(match.group(1)), int(match.group(2))
+            try:
+                date(2001, month, day)  # a common year: 29 February is no yearly date
+                return month, day
+            except ValueError:
+                pass
+        self.add(path + (key,), f"{_kind(value)} is not a day of the year (write \"MM-DD\", quoted)")
+        return None
+
+    def school_years(self, value: Any, path: KeyPath, base: ReportingCalendar) -> dict[str, SchoolYear]:
+        years: dict[str, SchoolYear] = {}
+        seen: dict[str, KeyPath] = {}
+        previous: tuple[SchoolYear, KeyPath] | None = None
+        for i, entry in enumerate(self.sequence(value, path)):
+            p = path + (i,)
+            m = self.mapping(entry, p, required=("name", "start"),
+                             optional=("semester_1_end", "semester_1_due", "end", "due"))
+            if m is None:
+                continue
+            name = self.text(m, "name", p)
+            match = SCHOOL_YEAR_NAME_RE.match(name) if name else None
+            if name is not None and (not match or int(match.group(2)) != int(match.group(1)) + 1):
+                self.add(p + ("name",), f"{name!r} is not a school year (YYYY-YYYY, consecutive years, "
+                                        f"e.g. 2026-2027)")
+                continue
+            if name is None:
+                continue
+            if name in seen:
+                self.add(p + ("name",), f"duplicate school year {name!r} (first at line "
+                                        f"{self.report.line_of(seen[name])})")
+                continue
+            seen[name] = p
+            dates = {key: self.date(m, key, p) for key in ("start", "semester_1_end", "semester_1_due", "end", "due")}
+            default = base.school_year(int(name[:4]))
+            start = dates["start"]
+            if start is None:
+                continue
+            s1_due = dates["semester_1_due"] or default.semester_1_due
+            s1_end = dates["semester_1_end"] or (s1_due if dates["semester_1_due"] else default.semester_1_end)
+            due = dates["due"] or default.due
+            end = dates["end"] or (due if dates["due"] else default.end)
+            problem = False
+            if start.year != int(name[:4]):
+                self.add(p + ("start",), f"{start} is not in {name[:4]}, the first year of {name}")
+                continue
+            derived = {"semester_1_end": "semester_1_due", "end": "due"}  # an end defaults to its deadline
+            for key, value_, low, low_name in (("semester_1_end", s1_end, start, "start"),
+                                              ("end", end, s1_end, "semester_1_end"),
+                                              ("semester_1_due", s1_due, start, "start"),
+                                              ("due", due, s1_due, "semester_1_due")):
+                if key in derived and key not in m and derived[key] in m:
+                    continue
+                if value_ <= low:
+                    self.add(p + (key,), f"{value_} must come after {low_name} ({low})")
+                    problem = True
+            if end.year > int(name[5:]) or due.year > int(name[5:]):
+                self.add(p, f"the school year's report ends after {name[5:]}")
+                problem = True
+            if previous is not None and not problem and start <= previous[0].end:
+                self.add(p + ("start",), f"{start} is not after the end of school year {previous[0].name} "
+                                         f"({previous[0].end})")
+                problem = True
+            if not problem:
+                years[name] = SchoolYear(name, start, s1_end, s1_due, end, due)
+                previous = (years[name], p)
+        return years

@@ -73,10 +73,16 @@ def sqlalchemy_url(database: str | None = None) -> URL:
     return _with_driver(server.get_uri(name))
 
 
-def psql_url(database: str | None = None) -> str:
-    """A libpq URL that psql accepts (no SQLAlchemy driver suffix, password hidden only if absent)."""
+def psql_url(database: str | None = None, *, with_password: bool = False) -> str:
+    """A libpq URL that psql accepts (no SQLAlchemy driver suffix); the password only when asked for."""
     url = sqlalchemy_url(database).set(drivername="postgresql")
+    if not with_password:
+        url = url.set(password=None)
     return url.render_as_string(hide_password=False)
+
+
+def password() -> str | None:
+    return sqlalchemy_url().password
 
 
 @functools.cache
