@@ -1,7 +1,9 @@
 """lienthong benchmark suite: `make bench` (not part of the tests).
 
 Prints, on the same input, in one run:
-  * bare pymarc parse speed (the reference) and lienthong's own reader on the same files;
+  * one large UTF-8 export (``--big-records``, default 100,000): bare pymarc parse speed (the reference),
+    lienthong's reader, and end-to-end ingest of that same file with its ratio and peak RSS;
+  * the sample province (``--scale``): bare pymarc and lienthong's reader on the same MARC files;
   * end-to-end ingest (landing, parse, normalise, validate with GX, load) sequential and with one worker
     process per core, and its ratio to the reference;
   * a no-change re-run of the whole province (every export skipped by checksum);
@@ -141,6 +143,36 @@ def phase_generate(scale: float, seed: int) -> dict:
             "sizes": {code: entry["records"] for code, entry in truth["libraries"].items()}}
 
 
+def phase_big_file(records: int, seed: int) -> dict:
+    """One library's export of about ``records`` records in UTF-8: the same input for pymarc and for ingest."""
+    from lienthong import config
+    from lienthong.demo import LibrarySpec, generate_province
+
+    root = config.var_dir() / "big"
+    spec = LibrarySpec(code=BIG_LIBRARY, type="provincial library", name="Thư viện tỉnh (bench)",
+                       drop_folder=root / BIG_LIBRARY)
+    per_scale = generate_province([spec], root, scale=1.0, seed=seed, legacy_encodings=False)
+    scale = records / per_scale["libraries"][BIG_LIBRARY]["records"]
+    started = time.perf_counter()
+    truth = generate_province([spec], root, scale=scale, seed=seed, legacy_encodings=False)
+    entry = truth["libraries"][BIG_LIBRARY]
+    path = root / entry["file"]
+    return {"file": str(path), "records": entry["records"], "items": entry["items"],
+            "bytes": path.stat().st_size, "seconds": time.perf_counter() - started}
+
+
+def phase_ingest_file(code: str, path: str) -> dict:
+    from lienthong.ingest import ingest_library
+
+    started = time.perf_counter()
+    result = ingest_library(code, path).to_dict()
+    return {"records": result["read"], "loaded": result["loaded"], "status": result["status"],
+            "seconds": time.perf_counter() - started, "peak_rss_mb": _peak_rss_mb()}
+
+
+BIG_LIBRARY = "TV-TINH"
+
+
 # ------------------------------------------------------------------ orchestration
 def machine() -> dict:
     cpu = "unknown"
@@ -165,6 +197,8 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=5.0, help="sample province scale (1 ≈ 8,000 records)")
     parser.add_argument("--seed", type=int, default=20261125)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--big-records", type=int, default=100_000,
+                        help="records in the single large UTF-8 export (0 skips that part)")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -180,6 +214,8 @@ def main() -> int:
             "ingest": lambda: phase_ingest(options.args[1:], int(options.args[0])),
             "catalog": phase_catalog, "reset": phase_reset,
             "generate": lambda: phase_generate(float(options.args[0]), int(options.args[1])),
+            "big_file": lambda: phase_big_file(int(options.args[0]), int(options.args[1])),
+            "ingest_file": lambda: phase_ingest_file(options.args[0], options.args[1]),
         }
         print(json.dumps(handlers[options.phase](), default=str))
         return 0
@@ -189,17 +225,41 @@ def main() -> int:
     say = lambda text: print(text, flush=True)  # noqa: E731
     say(f"lienthong bench — {report['machine']['cpu']}, {report['machine']['cores']} cores, scale {options.scale}")
 
+    if options.big_records:
+        big = _child("big_file", str(options.big_records), str(options.seed))
+        say(f"one large UTF-8 export: {big['records']:,} records, {big['items']:,} copies, "
+            f"{big['bytes'] / 2**20:.0f} MiB")
+        big_ref = _child("pymarc", big["file"])
+        big_ref_rate = _rate(big_ref["records"], big_ref["seconds"])
+        big_reader = _child("reader", big["file"])
+        big_reader_rate = _rate(big_reader["records"], big_reader["seconds"])
+        _child("reset")
+        big_ingest = _child("ingest_file", BIG_LIBRARY, big["file"])
+        big_rate = _rate(big_ingest["records"], big_ingest["seconds"])
+        say(f"  bare pymarc parse        : {big_ref_rate:10,.0f} records/s  (reference)")
+        say(f"  lienthong parse+normalise: {big_reader_rate:10,.0f} records/s  ratio {big_reader_rate / big_ref_rate:.2f}×")
+        say(f"  end-to-end ingest        : {big_rate:10,.0f} records/s  ratio {big_rate / big_ref_rate:.2f}×  "
+            f"({big_ingest['seconds']:.1f} s, {big_ingest['status']}, peak RSS {big_ingest['peak_rss_mb']:.0f} MB)")
+        report["large_file"] = {
+            "input": big, "pymarc_parse": {**big_ref, "records_per_s": big_ref_rate},
+            "lienthong_parse_normalise": {**big_reader, "records_per_s": big_reader_rate,
+                                          "ratio": big_reader_rate / big_ref_rate},
+            "ingest": {**big_ingest, "records_per_s": big_rate, "ratio": big_rate / big_ref_rate},
+        }
+
     generated = _child("generate", str(options.scale), str(options.seed))
     files, codes, sizes = generated["files"], generated["libraries"], generated["sizes"]
+    marc_files = [name for name in files if name.endswith((".mrc", ".marc"))]  # spreadsheets are not pymarc's
     report["input"] = {"libraries": len(codes), **generated["totals"], "generate_seconds": generated["seconds"]}
     say(f"input: {len(codes)} exports, {generated['totals']['records']:,} records, "
         f"{generated['totals']['items']:,} copies (generated in {generated['seconds']:.1f} s)")
 
-    reference = _child("pymarc", *files)
+    reference = _child("pymarc", *marc_files)
     ref_rate = _rate(reference["records"], reference["seconds"])
-    reader = _child("reader", *files)
+    reader = _child("reader", *marc_files)
     reader_rate = _rate(reader["records"], reader["seconds"])
-    say(f"bare pymarc parse          : {ref_rate:10,.0f} records/s  (reference)")
+    say(f"the province ({len(marc_files)} MARC exports of {len(files)}; some in legacy encodings):")
+    say(f"bare pymarc parse          : {ref_rate:10,.0f} records/s  (reference, MARC exports only)")
     say(f"lienthong parse+normalise  : {reader_rate:10,.0f} records/s  ratio {reader_rate / ref_rate:.2f}×")
 
     _child("reset")
