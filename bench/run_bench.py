@@ -9,6 +9,7 @@ Prints, on the same input, in one run:
   * a no-change re-run of the whole province (every export skipped by checksum);
   * union-catalogue build time (when the catalogue stage is installed);
   * peak memory (RSS) of an ingest worker on a small and a large export (flat = streaming works);
+  * the parse time of every DAG file, as the DAG processor measures it;
 and writes everything as JSON with the machine's description to bench/results/.
 
 Each measured phase runs in its own process so its peak RSS is its own. The warehouse is a separate
@@ -173,6 +174,17 @@ def phase_ingest_file(code: str, path: str) -> dict:
 BIG_LIBRARY = "TV-TINH"
 
 
+def phase_dag_parse() -> dict:
+    """How long the scheduler's DAG processor spends on each DAG file (the goal: well under a second)."""
+    os.environ.setdefault("AIRFLOW_HOME", str(ROOT / "var" / "bench" / "airflow"))
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    return {"import_errors": {str(k): str(v) for k, v in bag.import_errors.items()},
+            "files": {stat.file: stat.duration.total_seconds() for stat in bag.dagbag_stats}}
+
+
 # ------------------------------------------------------------------ orchestration
 def machine() -> dict:
     cpu = "unknown"
@@ -214,6 +226,7 @@ def main() -> int:
             "ingest": lambda: phase_ingest(options.args[1:], int(options.args[0])),
             "catalog": phase_catalog, "reset": phase_reset,
             "generate": lambda: phase_generate(float(options.args[0]), int(options.args[1])),
+            "dag_parse": phase_dag_parse,
             "big_file": lambda: phase_big_file(int(options.args[0]), int(options.args[1])),
             "ingest_file": lambda: phase_ingest_file(options.args[0], options.args[1]),
         }
@@ -289,7 +302,13 @@ def main() -> int:
     say(f"peak RSS, one ingest       : {small['peak_rss_mb']:.0f} MB for {small['records']:,} records, "
         f"{large['peak_rss_mb']:.0f} MB for {large['records']:,} records")
 
+    dag_parse = _child("dag_parse")
+    slowest = max(dag_parse["files"].items(), key=lambda kv: kv[1])
+    say(f"DAG files parse            : {len(dag_parse['files'])} files, slowest {slowest[0]} "
+        f"{slowest[1] * 1000:.0f} ms (import errors: {len(dag_parse['import_errors'])})")
+
     report["results"] = {
+        "dag_parse": dag_parse,
         "pymarc_parse": {**reference, "records_per_s": ref_rate},
         "lienthong_parse_normalise": {**reader, "records_per_s": reader_rate, "ratio": reader_rate / ref_rate},
         "ingest_sequential": {**sequential, "records_per_s": seq_rate, "ratio": seq_rate / ref_rate},

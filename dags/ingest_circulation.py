@@ -23,6 +23,8 @@ import os
 import pendulum
 from airflow.sdk import Asset, dag, task
 
+WAREHOUSE_POOL = "lienthong_warehouse"  # created by `airflow-init` / `make demo`; bounds warehouse sessions
+
 CIRCULATION = Asset(name="lienthong_circulation", uri="postgres://warehouse:5432/lienthong/circulation/loan")
 
 
@@ -47,7 +49,7 @@ def ingest_circulation():
 
         return prepare()
 
-    @task(max_active_tis_per_dagrun=4)
+    @task(max_active_tis_per_dagrun=4, pool=WAREHOUSE_POOL)
     def ingest_library_circulation(library_code: str) -> list[dict]:
         from lienthong.circulation import ingest_one
 

@@ -23,6 +23,8 @@ import os
 import pendulum
 from airflow.sdk import Asset, dag, task
 
+WAREHOUSE_POOL = "lienthong_warehouse"  # created by `airflow-init` / `make demo`; bounds warehouse sessions
+
 CORE_RECORDS = Asset(name="lienthong_core_record", uri="postgres://warehouse:5432/lienthong/core/record")
 
 
@@ -47,7 +49,7 @@ def ingest_library_exports():
 
         return prepare()
 
-    @task(max_active_tis_per_dagrun=4)
+    @task(max_active_tis_per_dagrun=4, pool=WAREHOUSE_POOL)
     def ingest_library(library_code: str) -> dict:
         from lienthong.pipeline import ingest_one
 

@@ -88,6 +88,8 @@ def airflow_db(state_dir):
     """Airflow's SQLite metadata database, migrated once for the DAG tests."""
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
+    subprocess.run([str(airflow), "pools", "set", "lienthong_warehouse", "4", "lienthong tasks that write the warehouse"],
+                   check=True, capture_output=True, env=os.environ.copy())
     return _AIRFLOW_HOME
 
 

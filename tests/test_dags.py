@@ -29,6 +29,7 @@ def test_ingest_dag_structure():
     assert tasks["prepare_warehouse"].downstream_task_ids == {"ingest_library"}
     assert tasks["ingest_library"].downstream_task_ids == {"summarise"}
     assert tasks["summarise"].trigger_rule == "all_done"
+    assert tasks["ingest_library"].pool == "lienthong_warehouse"  # bounds warehouse sessions across DAGs
     assert [a.name for a in tasks["summarise"].outlets] == ["lienthong_core_record"]
 
 

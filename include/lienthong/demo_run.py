@@ -16,6 +16,7 @@ from lienthong.registry import load_registry
 from lienthong.summary import format_summary, province_summary
 
 DAG_ID = "ingest_library_exports"
+WAREHOUSE_POOL, WAREHOUSE_SLOTS = "lienthong_warehouse", 4  # the embedded server: a few sessions at a time
 
 
 def library_specs(registry) -> list[LibrarySpec]:
@@ -93,6 +94,10 @@ def run(scale: float = 1.0, seed: int = 20261125) -> int:
     log_file.write_bytes(b"")
     if _airflow("db", "migrate", env=env, log_file=log_file).wait() != 0:
         console.print(f"[red]airflow db migrate failed; see {log_file}")
+        return 1
+    if _airflow("pools", "set", WAREHOUSE_POOL, str(WAREHOUSE_SLOTS), "lienthong tasks that write the warehouse",
+                env=env, log_file=log_file).wait() != 0:
+        console.print(f"[red]could not create the Airflow pool {WAREHOUSE_POOL}; see {log_file}")
         return 1
     libraries = len(registry.active_libraries())
     console.print(f"3/6 Airflow: [bold]{DAG_ID}[/bold] (airflow dags test) …")
