@@ -396,9 +396,13 @@ def test_ingest_conserves_every_row_of_csv_and_xlsx(clean_warehouse, spreadsheet
                                         copy_row(3, "T2", "TN.3", title="")])
     result = ingest_library("THCS-HUUNGHI-HB", path, engine=clean_warehouse)
     assert (result.read, result.loaded, result.quarantined, result.unreadable) == (3, 1, 1, 1)
-    # ingest reads the landed copy, named by its sha256: the reason names that file and the row
+    # ingest reads the landed copy (named by its sha256), but the reason names the file the library sent
     (reason,) = result.unreadable_reasons
-    assert reason == f"{result.sha256}, row 4: no title (column 'Nhan đề') and no other catalogue data (only STT)"
+    assert reason == "tay.csv, row 4: no title (column 'Nhan đề') and no other catalogue data (only STT)"
+    with clean_warehouse.connect() as conn:
+        stored = conn.execute(sa.text("SELECT reason FROM quality.unreadable WHERE batch_id = :b"),
+                              {"b": result.batch_id}).scalar_one()
+    assert stored == reason
     assert result.quarantine_reasons == {"missing_title": 1}
 
 

@@ -5,6 +5,7 @@ loaded, quarantined or unreadable (conservation), and the counts say which.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -100,6 +101,8 @@ def _last_batch(conn: sa.Connection, library_code: str):
 class _BatchRun:
     """The parse → validate → stage loop of one batch, accumulating counts and reasons."""
 
+    names: tuple[str, str] | None = None  # (landed name, original name) for reasons
+
     def __init__(self, engine: sa.Engine, batch_id: int, library_code: str, item_field: str,
                  field_mapping=None, policy: Policy | None = None, exceptions: dict | None = None):
         self.engine = engine
@@ -120,9 +123,17 @@ class _BatchRun:
         self.unreadable_reasons: list[str] = []
         self.seen_ids: set[str] = set()
 
-    def run(self, path: Path, file_format: str, encoding: str | None, chunk_size: int) -> None:
+    def run(self, path: Path, file_format: str, encoding: str | None, chunk_size: int,
+            original_name: str | None = None) -> None:
+        """Read the landed copy; reasons name the file as the library sent it, not its sha256."""
+        self.names = (path.name, original_name) if original_name and original_name != path.name else None
         for chunk in _chunks(self._stream(path, file_format, encoding), chunk_size):
             self._chunk(chunk)
+
+    def _named(self, entry: Unreadable) -> Unreadable:
+        if self.names is None:
+            return entry
+        return dataclasses.replace(entry, reason=entry.reason.replace(*self.names))
 
     def _stream(self, path: Path, file_format: str, encoding: str | None) -> Iterator:
         """MARC formats go through parse → normalise; spreadsheets come out of tabular as canonical records."""
@@ -140,7 +151,7 @@ class _BatchRun:
         return read_records(path, format=file_format, encoding=encoding)
 
     def _chunk(self, chunk: list[ParsedRecord | CanonicalRecord | Unreadable]) -> None:
-        unreadable = [entry for entry in chunk if isinstance(entry, Unreadable)]
+        unreadable = [self._named(entry) for entry in chunk if isinstance(entry, Unreadable)]
         records = [entry if isinstance(entry, CanonicalRecord)
                    else to_canonical(entry, self.library_code, item_field=self.item_field)
                    for entry in chunk if not isinstance(entry, Unreadable)]
@@ -345,9 +356,10 @@ def _ingest_locked(engine, library, delivery, path: Path, result: IngestResult, 
     run = _BatchRun(engine, batch_id, code, library.source.item_field, library.source.field_mapping,
                     policy=quality.policy_for(registry, code), exceptions=exceptions)
     try:
-        run.run(delivery.stored_path, file_format, library.source.encoding, chunk_size)
+        run.run(delivery.stored_path, file_format, library.source.encoding, chunk_size, path.name)
     except ParseError as exc:
-        return _fail(engine, result, f"library {code}, file {path.name}: {exc}")
+        reason = str(exc).replace(Path(delivery.stored_path).name, path.name)
+        return _fail(engine, result, f"library {code}, file {path.name}: {reason}")
     except Exception as exc:
         _fail(engine, result, f"library {code}, file {path.name}: {type(exc).__name__}: {exc}")
         raise IngestError(result.message) from exc
