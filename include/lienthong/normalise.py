@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 
 import pymarc
 
@@ -39,21 +40,28 @@ class _Text:
     def __call__(self, value: str | None) -> str | None:
         if value is None:
             return None
-        nfc = unicodedata.normalize("NFC", value)
-        if nfc != value:
+        cleaned, nfc_changed, tones_moved = _normalised(value)
+        if nfc_changed:
             self.nfc_changed = True
-        spelled = normalise_text(nfc)
-        if spelled != nfc:
+        if tones_moved:
             self.tones_moved = True
-        cleaned = " ".join(spelled.split())
-        return cleaned or None
+        return cleaned
+
+
+@lru_cache(maxsize=1 << 16)
+def _normalised(value: str) -> tuple[str | None, bool, bool]:
+    """(clean text or None, NFC changed it, tones moved); cached, since places, publishers and branches repeat."""
+    nfc = unicodedata.normalize("NFC", value)
+    spelled = normalise_text(nfc)
+    cleaned = " ".join(spelled.split())
+    return cleaned or None, nfc != value, spelled != nfc
 
 
 def to_canonical(parsed: ParsedRecord, library_code: str, *, item_field: str = "952") -> CanonicalRecord:
     """Map one record to the contract; the hash is computed last, over content only."""
     if item_field not in _ITEM_MAPPERS:
         raise ValueError(f"unsupported item field {item_field!r} (use one of {sorted(_ITEM_MAPPERS)})")
-    record = parsed.record
+    record = _Fields(parsed.record)
     text = _Text()
 
     control_001 = _control(record, "001")
@@ -93,7 +101,7 @@ def to_canonical(parsed: ParsedRecord, library_code: str, *, item_field: str = "
 # bibliographic fields
 
 
-def _title(record: pymarc.Record, text: _Text) -> str | None:
+def _title(record: _Fields, text: _Text) -> str | None:
     for field in record.get_fields("245"):
         parts = [text(value) for value in field.get_subfields("a", "b", "n", "p")]
         joined = " ".join(part for part in parts if part)
@@ -101,7 +109,7 @@ def _title(record: pymarc.Record, text: _Text) -> str | None:
     return None
 
 
-def _author(record: pymarc.Record, text: _Text) -> str | None:
+def _author(record: _Fields, text: _Text) -> str | None:
     for tags in (("100", "110", "111"), ("700", "710")):
         for field in record.get_fields(*tags):
             for value in field.get_subfields("a"):
@@ -111,7 +119,7 @@ def _author(record: pymarc.Record, text: _Text) -> str | None:
     return None
 
 
-def _publication(record: pymarc.Record, text: _Text) -> tuple[str | None, str | None, str | None]:
+def _publication(record: _Fields, text: _Text) -> tuple[str | None, str | None, str | None]:
     """264 (publication, second indicator 1) first, then 260, then any other 264 (e.g. copyright ©2019)."""
     fields_264 = record.get_fields("264")
     candidates = [f for f in fields_264 if f.indicator2 == "1"] + record.get_fields("260") + [
@@ -136,7 +144,7 @@ def _publication(record: pymarc.Record, text: _Text) -> tuple[str | None, str | 
     return place, publisher, year
 
 
-def _language(record: pymarc.Record, text: _Text) -> str | None:
+def _language(record: _Fields, text: _Text) -> str | None:
     for value in _values(record, ["041"], "a", text):
         return value
     fixed = _control(record, "008") or ""
@@ -146,7 +154,7 @@ def _language(record: pymarc.Record, text: _Text) -> str | None:
     return text(code)
 
 
-def _call_number(record: pymarc.Record, text: _Text) -> str | None:
+def _call_number(record: _Fields, text: _Text) -> str | None:
     for tag, codes in (("082", ("a", "b")), ("090", ("a", "b")), ("084", ("a",))):
         for field in record.get_fields(tag):
             parts = [text(_first(field.get_subfields(code))) for code in codes]
@@ -201,14 +209,35 @@ _ITEM_MAPPERS = {"952": _koha_items, "852": _holdings_items}
 # helpers
 
 
-def _control(record: pymarc.Record, tag: str) -> str | None:
+class _Fields:
+    """A record's fields by tag, indexed once: pymarc's get_fields scans every field on each of a dozen calls."""
+
+    __slots__ = ("_fields", "_by_tag")
+
+    def __init__(self, record: pymarc.Record) -> None:
+        self._fields = record.fields
+        self._by_tag: dict[str, list[pymarc.Field]] = {}
+        for field in record.fields:
+            self._by_tag.setdefault(field.tag, []).append(field)
+
+    def get_fields(self, *tags: str) -> list[pymarc.Field]:
+        """Fields with any of the tags, in record order (as pymarc.Record.get_fields)."""
+        present = [tag for tag in tags if tag in self._by_tag]
+        if len(present) == 1:
+            return list(self._by_tag[present[0]])
+        if not present:
+            return []
+        return [field for field in self._fields if field.tag in present]
+
+
+def _control(record: _Fields, tag: str) -> str | None:
     for field in record.get_fields(tag):
         if field.is_control_field() and field.data:
             return field.data
     return None
 
 
-def _values(record: pymarc.Record, tags: list[str], code: str, text: _Text) -> list[str]:
+def _values(record: _Fields, tags: list[str], code: str, text: _Text) -> list[str]:
     values = []
     for field in record.get_fields(*tags):
         if field.is_control_field():
@@ -266,10 +295,12 @@ def _trim_name(value: str | None) -> str | None:
     return value.strip(" ,") or None
 
 
+@lru_cache(maxsize=1 << 14)
 def _trim_heading(value: str | None) -> str | None:
     return _trim_name(_trim_isbd(value)) if value else None
 
 
+@lru_cache(maxsize=1 << 14)
 def _clean_imprint(value: str | None) -> str | None:
     """Place or publisher without brackets and trailing ISBD punctuation; "[S.l.]"/"[K.đ.]" mean unknown."""
     if value is None:

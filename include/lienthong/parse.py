@@ -69,7 +69,7 @@ _UTF8_MULTIBYTE = re.compile(
 # ANSEL's spacing symbols never sit inside a word in real MARC-8 text; they do when the bytes are really
 # ISO 5426/6937 or Latin-1 ("g\xc2en\xc2erale" → "g℗en℗erale").
 _IMPLAUSIBLE_MARC8 = re.compile(r"[^\W\d_][℗©®♯♭£°±€ℓ¿¡·][^\W\d_]")
-# LC's lossless-conversion convention writes characters MARC-8 lacks as "&#xXXXX;".
+# LC's lossless-conversion convention writes characters MARC-8 lacks as "&#x" + hex digits + ";".
 _NCR = re.compile(r"&#x([0-9A-Fa-f]{4,6});")
 
 
@@ -400,8 +400,10 @@ def _decode_iso_record(raw: bytes, file_encoding: str | None, forced: bool = Fal
     leader_bytes = raw[:LEADER_LEN]
     if FIELD_TERMINATOR in leader_bytes:
         raise _Bad(f"leader contains a field terminator: {leader_bytes!r}")
-    leader = "".join(chr(b) if 0x20 <= b < 0x7F else " " for b in leader_bytes)
-    if leader != leader_bytes.decode("latin-1"):
+    if _PRINTABLE_LEADER.fullmatch(leader_bytes):
+        leader = leader_bytes.decode("ascii")
+    else:
+        leader = "".join(chr(b) if 0x20 <= b < 0x7F else " " for b in leader_bytes)
         repairs.append("leader-bad-bytes")
 
     stated = leader[:5]
@@ -449,10 +451,16 @@ def _decode_iso_record(raw: bytes, file_encoding: str | None, forced: bool = Fal
     return record, used, _dedupe(repairs)
 
 
+_PRINTABLE_LEADER = re.compile(rb"[\x20-\x7e]{24}")
+
+
 def _fields_from_directory(directory: bytes, body: bytes) -> tuple[list[tuple[str, bytes]], str | None]:
     """Pair directory tags with field data: by the stated offsets when they hold, else by 0x1E framing."""
     segments = body.split(FIELD_TERMINATOR)
     framed = segments[:-1]  # bytes after the last 0x1E are not a terminated field
+    in_order = _directory_in_order(directory, framed)
+    if in_order is not None:
+        return in_order, None
     entries = None
     if len(directory) % DIRECTORY_ENTRY_LEN == 0:
         entries = [directory[i:i + DIRECTORY_ENTRY_LEN] for i in range(0, len(directory), DIRECTORY_ENTRY_LEN)]
@@ -509,7 +517,29 @@ def _wide_directory(directory: bytes, framed: list[bytes]) -> list[tuple[str, by
 
 
 def _valid_tag(tag: bytes) -> bool:
-    return len(tag) == 3 and all(0x21 <= b < 0x7F for b in tag)
+    return _VALID_TAG.fullmatch(tag) is not None
+
+
+_VALID_TAG = re.compile(rb"[\x21-\x7e]{3}")
+_WELL_FORMED_DIRECTORY = re.compile(rb"(?:[\x21-\x7e]{3}[0-9]{9})+")
+
+
+def _directory_in_order(directory: bytes, framed: list[bytes]) -> list[tuple[str, bytes]] | None:
+    """The usual case, checked in one pass: entry k states exactly the length and offset of the k-th field.
+
+    Gives what the offset-by-offset check would; anything else (None) takes the careful path.
+    """
+    if len(directory) != DIRECTORY_ENTRY_LEN * len(framed) or not _WELL_FORMED_DIRECTORY.fullmatch(directory):
+        return None
+    offset, position = 0, 3
+    for data in framed:
+        length = len(data) + 1
+        if int(directory[position:position + 4]) != length or int(directory[position + 4:position + 9]) != offset:
+            return None
+        offset += length
+        position += DIRECTORY_ENTRY_LEN
+    tags = directory.decode("ascii")
+    return [(tags[i:i + 3], data) for i, data in zip(range(0, len(directory), DIRECTORY_ENTRY_LEN), framed)]
 
 
 def _choose_encoding(leader: str, fields: list[bytes], repairs: list[str]) -> str:
@@ -633,10 +663,33 @@ class _Decoding:
     repairs: list[str]
 
 
+def _new_field(tag: str, indicators: Indicators | None, subfields: list[Subfield], data: str | None
+               ) -> pymarc.Field:
+    """pymarc.Field as its constructor builds it for a 3-character tag, without re-checking what we checked."""
+    built = _FIELD_NEW(pymarc.Field)
+    built.tag = tag
+    built.subfields = subfields
+    built._indicators = indicators
+    built.data = data
+    built.control_field = indicators is None
+    return built
+
+
+_FIELD_NEW = pymarc.Field.__new__
+_tuple_new = tuple.__new__  # Subfield and Indicators are named tuples
+_PLAIN_INDICATORS = frozenset(chr(a) + chr(b) for a in range(0x20, 0x7F) for b in range(0x20, 0x7F))
+# A delimiter followed by neither a printable code nor another delimiter (an empty subfield is skipped).
+_ODD_SUBFIELD_CODE = re.compile("\x1f[^\x1f\x21-\x7e]")
+
+
 def _decode_field(tag: str, data: bytes, context: _Decoding) -> pymarc.Field:
     repairs = context.repairs
     if tag < "010" and tag.isdigit():
-        return pymarc.Field(tag=tag, data=_decode_control(tag, data, context.encoding, repairs))
+        return _new_field(tag, None, [], _decode_control(tag, data, context.encoding, repairs))
+    if context.encoding == "utf-8":
+        field = _utf8_data_field(tag, data, repairs)
+        if field is not None:
+            return field
     parts = data.split(SUBFIELD_DELIMITER)
     indicators = parts[0]
     ind = [chr(b) if 0x20 <= b < 0x7F else " " for b in indicators[:2]]
@@ -664,7 +717,34 @@ def _decode_field(tag: str, data: bytes, context: _Decoding) -> pymarc.Field:
             else:
                 code, value = chr(part[match.start()]), part[:match.start()] + part[match.start() + 1:]
         subfields.append(Subfield(code=code, value=_decode_value(tag, code, value, context)))
-    return pymarc.Field(tag=tag, indicators=Indicators(*ind), subfields=subfields)
+    return _new_field(tag, Indicators(*ind), subfields, None)
+
+
+def _utf8_data_field(tag: str, data: bytes, repairs: list[str]) -> pymarc.Field | None:
+    """The common case in one decode: valid UTF-8, two plain indicators, printable subfield codes.
+
+    Gives exactly what the subfield-by-subfield path gives (UTF-8 splits cleanly on the ASCII delimiter, and
+    NFC text stays NFC cut at a delimiter); None sends anything unusual down that path.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    parts = text.split("\x1f")
+    indicators = parts[0]
+    if indicators not in _PLAIN_INDICATORS or _ODD_SUBFIELD_CODE.search(text):
+        return None
+    subfields = [_tuple_new(Subfield, (part[0], part[1:])) for part in parts[1:] if part]
+    if not (text.isascii() or unicodedata.is_normalized("NFC", text)):
+        changed = False
+        for position, (code, value) in enumerate(subfields):
+            nfc = unicodedata.normalize("NFC", value)
+            if nfc != value:
+                changed = True
+                subfields[position] = Subfield(code, nfc)
+        if changed:
+            repairs.append("nfd→nfc")
+    return _new_field(tag, _tuple_new(Indicators, indicators), subfields, None)
 
 
 def _decode_control(tag: str, data: bytes, encoding: str, repairs: list[str]) -> str:

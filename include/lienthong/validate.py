@@ -23,6 +23,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -335,10 +336,16 @@ def records_frame(records: Iterable[CanonicalRecord], accession_seen: set[str] |
 
 
 def _invalid_isbns(isbns: list[str]) -> str | None:
+    bad = [value for value in isbns if value and not _valid_isbn(value)]
+    return JOIN.join(bad) if bad else None
+
+
+@lru_cache(maxsize=1 << 16)
+def _valid_isbn(value: str) -> bool:
+    """python-stdnum's check, cached: the same edition's ISBN recurs across a province's libraries."""
     from stdnum import isbn
 
-    bad = [value for value in isbns if value and not isbn.is_valid(value)]
-    return JOIN.join(bad) if bad else None
+    return isbn.is_valid(value)
 
 
 def _duplicates(items, seen: set[str]) -> str | None:

@@ -201,10 +201,16 @@ def _place_tone(match: re.Match) -> str:
     return word[:-2] + _with_tone(first, tone) + last
 
 
+# A word ending in o/u + toned a/e/y: the only place _place_tone can change anything (a cheap pre-check).
+_OLD_PLACEMENT_CANDIDATE = re.compile(
+    r"(?:[oO][àáảãạÀÁẢÃẠèéẻẽẹÈÉẺẼẸ]|[uU][ỳýỷỹỵỲÝỶỸỴ])(?![^\W\d_])"
+)
+
+
 def normalise_text(text: str) -> str:
     """NFC with the traditional tone placement; idempotent, and leaves non-Vietnamese words alone."""
     nfc = unicodedata.normalize("NFC", text)
-    if nfc.isascii():
+    if nfc.isascii() or _OLD_PLACEMENT_CANDIDATE.search(nfc) is None:
         return nfc
     return _WORD.sub(_place_tone, nfc)
 
