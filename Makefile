@@ -12,12 +12,14 @@ export GX_ANALYTICS_ENABLED := false
 .PHONY: help install demo test bench airflow db-stop clean
 
 help:
-	@echo "make demo     set up, start the embedded warehouse, generate the sample province, run the ingest DAG"
+	@echo "make demo     set up, start the embedded warehouse, generate the sample province, run its DAGs, write the report"
 	@echo "make test     run the test suite (unit, PostgreSQL integration, DAG tests)"
 	@echo "make bench    benchmark suite: parse and ingest speed against bare pymarc, re-runs, memory (SCALE=5)"
+	@echo "make bench-catalog  union-catalogue build on RECORDS (default 1000000) synthetic records COPYed into core (no ingest)"
 	@echo "make airflow  start 'airflow standalone' on the project's DAGs (UI on http://localhost:8080)"
 	@echo "make quality  refresh the quality scorecards and build the GX Data Docs (var/quality/)"
 	@echo "make fuzz     fuzz the MARC and CSV readers for FUZZ_SECONDS (default 60), print examples/s"
+	@echo "make scale-test  the province through CeleryExecutor: Redis, two Celery workers, same warehouse as a local run"
 	@echo "make db-stop  stop the embedded PostgreSQL"
 
 $(STAMP): pyproject.toml
@@ -39,6 +41,11 @@ SCALE ?= 5
 bench: $(STAMP)
 	$(BIN)/python bench/run_bench.py --scale $(SCALE)
 
+RECORDS ?= 1000000
+.PHONY: bench-catalog
+bench-catalog: $(STAMP)  # clustering time, records/s, peak RSS; JSON in bench/results/
+	$(BIN)/python bench/catalog_bench.py --records $(RECORDS)
+
 airflow: $(STAMP)
 	$(BIN)/lienthong db init
 	$(BIN)/airflow standalone
@@ -46,6 +53,10 @@ airflow: $(STAMP)
 .PHONY: fuzz
 fuzz: $(STAMP)  # the MARC and CSV readers under hypothesis for FUZZ_SECONDS (default 60); not part of make test
 	$(BIN)/python bench/fuzz_marc.py
+
+.PHONY: scale-test
+scale-test: $(STAMP)  # not part of CI: installs redis-server and the extra `scale` when missing; state in var/scale/
+	$(BIN)/python bench/scale_test.py
 
 .PHONY: quality
 quality: $(STAMP)

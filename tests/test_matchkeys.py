@@ -177,3 +177,41 @@ def test_signature_identifies_identical_keys_only():
     assert matchkeys.signature(a, 1) == matchkeys.signature(b, 2)
     assert matchkeys.signature(a, 1) != matchkeys.signature(keys("Mắt biếc", "Nguyễn Nhật Ánh", "Nxb. Trẻ", "2020"), 3)
     assert matchkeys.signature(keys(None), 4) != matchkeys.signature(keys(None), 5)  # no title proves nothing
+
+
+def test_the_generators_near_miss_editions_never_link_and_their_renderings_do():
+    """Every pair of the sample's near-miss editions (tone-only titles, An/Anh, volumes, edition years) is kept
+    apart by compare(); each edition written another way (new tone placement, NFD, inverted heading, ISBD,
+    "T. 1", no ISBN) keeps its keys."""
+    from lienthong import demo
+
+    def as_keys(edition, *, inverted=False, isbd=False, rendering="plain", nfd=False):
+        title = edition.title + (". " + edition.part if edition.part else "")
+        if rendering == "volume_abbreviated" and edition.part:
+            title = edition.title + ". " + edition.part.replace("Tập ", "T. ")
+        author = edition.main.inverted if inverted else edition.main.direct
+        if isbd:
+            title += " /"  # 245 $a ending before $c, as ISBD writes it
+        if rendering == "new_tone_placement":
+            title, author = demo.new_tone_placement(title), demo.new_tone_placement(author)
+        if nfd:
+            title, author = unicodedata.normalize("NFD", title), unicodedata.normalize("NFD", author)
+        isbns = [edition.isbn] if edition.isbn and rendering != "without_isbn" else []
+        return record_keys(title, author, edition.publisher, str(edition.year), isbns)
+
+    pool = demo._near_miss_pool(7)
+    groups: dict[str, list] = {}
+    for group, _rule, _variant, edition in pool:
+        groups.setdefault(group, []).append(edition)
+    assert len(groups) >= 8 and {rule for _, rule, _, _ in pool} == {"tone_title", "author", "volume",
+                                                                      "edition_year"}
+    for group, editions in groups.items():
+        for i, a in enumerate(editions):
+            for b in editions[i + 1:]:
+                for style in ({}, {"inverted": True, "isbd": True, "rendering": "without_isbn"}):
+                    assert not compare(as_keys(a), as_keys(b, **style)).linked, (group, a.title, b.title)
+            plain = as_keys(a)
+            for rendering in demo.NEAR_MISS_RENDERINGS:
+                other = as_keys(a, inverted=True, isbd=True, rendering=rendering, nfd=True)
+                assert compare(plain, other).linked, (group, a.title, rendering)
+    assert demo.new_tone_placement("Khúc hòa ca, thủy lợi, quý") == "Khúc hoà ca, thuỷ lợi, quý"

@@ -60,11 +60,12 @@ def _copy(raw, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
             return "t" if v else "f"
         if isinstance(v, (list, tuple)):
             return "{" + ",".join('"' + str(x).replace("\\", "\\\\").replace('"', '\\"') + '"' for x in v) + "}"
-        return str(v).translate(escapes)
+        text = str(v)
+        return text.translate(escapes) if "\\" in text or "\t" in text or "\n" in text or "\r" in text else text
 
     buffer = io.StringIO()
     for row in rows:
-        buffer.write("\t".join(value(v) for v in row) + "\n")
+        buffer.write("\t".join([value(v) for v in row]) + "\n")
     buffer.seek(0)
     with raw.cursor() as cursor:
         cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer)
@@ -148,11 +149,10 @@ def compute_keys(engine: sa.Engine) -> dict:
         for values in reader:
             row = SimpleNamespace(**dict(zip(columns, values)))
             keys = matchkeys.record_keys(row.title, row.author, row.publisher, row.pub_year, row.isbns)
-            words = _search_words(row)
+            exact = matchkeys.vn(" ".join(_search_words(row)))
             keys_rows.append((row.record_id, row.library_code, row.local_id, matchkeys.KEYS_VERSION, keys.title,
                               keys.volume, keys.author, keys.publisher, keys.year, list(keys.isbns),
-                              list(keys.numbers), matchkeys.fold(" ".join(words)),
-                              " ".join(matchkeys.vn(" ".join(words)).split()),
+                              list(keys.numbers), matchkeys.unmark(exact), exact,
                               sorted(set(matchkeys.fold(row.title).split())),
                               matchkeys.signature(keys, row.record_id)))
             block_rows += [(block, row.record_id) for block in matchkeys.block_keys(keys)]
@@ -228,6 +228,10 @@ def match_pending(engine: sa.Engine) -> dict:
             cursor.execute(_REPRESENTATIVES)
             cursor.execute(_SAME_KEYS)
             same_keys = cursor.rowcount
+            # Fresh statistics: after a large load the planner otherwise takes the pending representatives for
+            # a handful and rescans the block aggregate once per record (minutes instead of seconds).
+            cursor.execute("ANALYZE catalog.record_key")
+            cursor.execute("ANALYZE catalog.record_block")
         reader = raw.cursor(name="catalog_candidates")
         reader.itersize = _BATCH
         reader.execute(_CANDIDATES.replace(":max_block", str(int(MAX_BLOCK))))
@@ -453,6 +457,10 @@ def cluster(engine: sa.Engine) -> dict:
             components[uf.find(record)].append(record)
         assigned = _stable_ids(conn, nodes, list(components.values()))
 
+        conn.execute(sa.text("DELETE FROM catalog.cluster_member"))
+        conn.execute(sa.text("DELETE FROM catalog.cluster"))
+        conn.execute(sa.text("CREATE TEMP TABLE tmp_member (LIKE catalog.cluster_member) ON COMMIT DROP"))
+        member_columns = ("record_id", "library_code", "local_id", "cluster_id", "rule", "evidence")
         member_rows = []
         for cluster_id, members in assigned:
             for record in members:
@@ -463,12 +471,10 @@ def cluster(engine: sa.Engine) -> dict:
                     evidence = dict(evidence, linked_to=f"{other.library_code}:{other.local_id}")
                 member_rows.append((record, node.library_code, node.local_id, cluster_id, rule,
                                     json.dumps(evidence, ensure_ascii=False)))
-
-        conn.execute(sa.text("DELETE FROM catalog.cluster_member"))
-        conn.execute(sa.text("DELETE FROM catalog.cluster"))
-        conn.execute(sa.text("CREATE TEMP TABLE tmp_member (LIKE catalog.cluster_member) ON COMMIT DROP"))
-        _copy(raw, "tmp_member", ("record_id", "library_code", "local_id", "cluster_id", "rule", "evidence"),
-              member_rows)
+                if len(member_rows) >= _BATCH:  # streamed: a million members never sit in one buffer
+                    _copy(raw, "tmp_member", member_columns, member_rows)
+                    member_rows.clear()
+        _copy(raw, "tmp_member", member_columns, member_rows)
         _copy(raw, "tmp_status", ("record_a", "record_b", "status", "reason"), statuses)
         conn.execute(sa.text(_INSERT_CLUSTERS))
         conn.execute(sa.text(

@@ -25,12 +25,18 @@ How the sample is built:
   "Hæ Nǐ") or under one that claims UTF-8, VNI-Windows, Windows-1258 with combining tones, and UTF-8 in NFD.
   The ground truth names each library's ``encoding``; ingest must recover the same NFC text as from UTF-8.
   Characters an encoding lacks lose their diacritic, as they did on those PCs (:func:`legacy_text`).
+* Public libraries hold a few **near-miss** editions in place of ordinary records (:data:`_NEAR_MISS`): books
+  that differ only by a tone mark in the title ("Ma" / "Mà" / "Má"), by author (An / Anh), volume or edition
+  year, each library one of a group; and write them in one of :data:`NEAR_MISS_RENDERINGS` ("hoà" for
+  "hòa", without ISBN, "T. 1"), besides their own style (inverted names, ISBD, NFD exports). The ground truth lists the ``near_miss_pairs`` the union catalogue must never
+  merge and the ``equivalent_pairs`` it should.
 * Output is byte-identical across runs: the export date in the file names, 005 and 008 comes from the seed
   (``20261125`` → 2026-11-25), never from the clock. Records are streamed to the file as they are built; an
   unchanged export is not rewritten (its mtime stays, so the newest-export rule is not disturbed).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import functools
 import hashlib
@@ -786,6 +792,137 @@ def _pool(seed: int) -> tuple[_Edition, ...]:
     return tuple(b.editions)
 
 
+
+# ------------------------------------------------------------------------------------ near-miss editions
+# Editions that are NOT the same book as their neighbours in a group, though naive keys would fold them
+# together: titles that differ only in a tone mark ("Ma" / "Mà" / "Má"), authors An / Anh, another volume,
+# another edition year (same title, author, publisher). Public libraries hold one edition of a group each (or
+# none), so different libraries hold different members: the ``near_miss_pairs`` of the ground truth.
+# (group, rule, [(title, part, author, publisher, year, ISBN kept?), ...]); equal fields are equal on purpose.
+_NEAR_MISS = (
+    ("ma", "tone_title", [("Ma", None, "Phạm Văn Thịnh", "tre", 2006, False),
+                          ("Mà", None, "Phạm Văn Thịnh", "tre", 2006, False),
+                          ("Má", None, "Phạm Văn Thịnh", "tre", 2006, False)]),
+    ("ba-toi", "tone_title", [("Bà tôi", None, "Lê Thị Thu Hằng", "kd", 2005, False),
+                              ("Ba tôi", None, "Lê Thị Thu Hằng", "kd", 2005, False)]),
+    ("ben-song", "tone_title", [("Bến sông quê", None, "Đinh Văn Thủy", "hnv", 2007, False),
+                                ("Bên sông quê", None, "Đinh Văn Thủy", "hnv", 2007, False)]),
+    ("hoa-ca", "tone_title", [("Khúc hòa ca Mường", None, "Bùi Thị Hòa", "vhdt", 2004, False),
+                              ("Khúc hoa ca Mường", None, "Bùi Thị Hòa", "vhdt", 2004, False)]),
+    ("an-anh", "author", [("Kỹ năng sống cho học sinh trung học", None, "Nguyễn Văn An", "tn", 2007, False),
+                          ("Kỹ năng sống cho học sinh trung học", None, "Nguyễn Văn Anh", "tn", 2007, False)]),
+    ("hoa-hoa", "author", [("Nấu ăn ngon cho gia đình", None, "Trần Thị Hoa", "th", 2006, False),
+                           ("Nấu ăn ngon cho gia đình", None, "Trần Thị Hòa", "th", 2006, False)]),
+    ("truyen-co", "volume", [("Truyện cổ dân tộc Mường", "Tập 1", "Bùi Thiện", "vhdt", 2006, False),
+                             ("Truyện cổ dân tộc Mường", "Tập 2", "Bùi Thiện", "vhdt", 2006, False),
+                             ("Truyện cổ dân tộc Mường", "Tập 3", "Bùi Thiện", "vhdt", 2006, False)]),
+    ("thuy-loi", "edition_year", [("Sổ tay thủy lợi nội đồng", None, "Hà Văn Thủy", "nn", 2012, True),
+                                  ("Sổ tay thủy lợi nội đồng", None, "Hà Văn Thủy", "nn", 2016, True)]),
+    ("suc-khoe", "edition_year", [("Chăm sóc sức khỏe người cao tuổi", None, "Vũ Đức Hòa", "yh", 2003, False),
+                                  ("Chăm sóc sức khỏe người cao tuổi", None, "Vũ Đức Hòa", "yh", 2006, False)]),
+)
+#: How a library writes its copy of a near-miss edition, besides its own style (inverted names, ISBD): the
+#: same book in another form, which the matcher must still recognise. NFD text comes from the libraries whose
+#: export is UTF-8 in NFD (the manifest's ``encoding``), not from a rendering.
+NEAR_MISS_RENDERINGS = ("plain", "new_tone_placement", "without_isbn", "volume_abbreviated")
+_NEAR_MISS_SHARE = 5  # at most one record in five of a library is a near-miss edition
+
+
+@functools.lru_cache(maxsize=4)
+def _near_miss_pool(seed: int) -> tuple[tuple[str, str, int, _Edition], ...]:
+    """(group, rule, variant, edition) of every near-miss edition; keys follow the main pool's ("E02345").
+    Members of a "edition_year" group share their ISBN (a reprint under the same number, as happens)."""
+    pool = _pool(seed)
+    b = _PoolBuilder(seed + _stable_int("lienthong.demo near-miss"))
+    b.isbns.update(e.isbn[:12] for e in pool if e.isbn)
+    out = []
+    for group, rule, variants in _NEAR_MISS:
+        shared_isbn = None
+        for variant, (title, part, author, publisher, year, with_isbn) in enumerate(variants):
+            surname, rest = author.split(" ", 1)
+            name = _Name(author, f"{surname}, {rest}")
+            b.add(kind="STK", levels="P", title=title, part=part, publisher=publisher, year=year, ddc="895.922",
+                  main=name, responsibility=name.direct, keywords=(title,), subjects=(("Văn học", None, None),))
+            edition = b.editions[-1]
+            if with_isbn:
+                if shared_isbn is None or rule != "edition_year":
+                    shared_isbn = (edition.isbn, edition.isbn_split)
+                    while shared_isbn[0] is None:
+                        shared_isbn = b.isbn(publisher, year)
+                edition = dataclasses.replace(edition, isbn=shared_isbn[0], isbn_split=shared_isbn[1])
+            else:
+                edition = dataclasses.replace(edition, isbn=None, isbn_split=())
+            out.append((group, rule, variant, edition))
+    return tuple(out)
+
+
+def near_miss_key(seed: int, index: int) -> str:
+    """The edition key of the index-th near-miss edition: numbered after the main pool."""
+    return f"E{len(_pool(seed)) + index:05d}"
+
+
+def _near_miss_holdings(code: str, profile: str, seed: int) -> list[tuple[int, str]]:
+    """(index in the near-miss pool, rendering) of the editions this library holds; from its code alone."""
+    if profile not in _PUBLIC_TYPES:
+        return []
+    pool = _near_miss_pool(seed)
+    held = []
+    for group, _rule, variants in _NEAR_MISS:
+        pick = _stable_int(f"near-miss:{seed}:{group}:{code}") % (len(variants) + 1)
+        if pick < len(variants):
+            index = next(i for i, (g, _, v, _) in enumerate(pool) if g == group and v == pick)
+            rendering = NEAR_MISS_RENDERINGS[_stable_int(f"rendering:{seed}:{group}:{code}") % len(NEAR_MISS_RENDERINGS)]
+            held.append((index, rendering))
+    return held
+
+
+_OLD_TONE_PAIRS = re.compile(r"(?<![qQ])([òóỏõọÒÓỎÕỌ])([aeAE])(?!\w)|(?<![qQ])([ùúủũụÙÚỦŨỤ])([yY])(?!\w)")
+
+
+def new_tone_placement(text: str) -> str:
+    """"hòa" → "hoà", "thủy" → "thuỷ": the tone on the second vowel, as newer keyboards and schools write."""
+    def move(match: re.Match) -> str:
+        first, second = (match.group(1), match.group(2)) if match.group(1) else (match.group(3), match.group(4))
+        base, *marks = unicodedata.normalize("NFD", first)
+        return _nfc(base + second + "".join(marks))
+
+    return _OLD_TONE_PAIRS.sub(move, _nfc(text))
+
+
+def _render(record: Record, rendering: str) -> Record:
+    """The same record written another way (see NEAR_MISS_RENDERINGS)."""
+    if rendering == "without_isbn":
+        record.remove_fields("020")
+        return record
+    for field in record.fields:
+        if field.is_control_field():
+            continue
+        for k, sub in enumerate(field.subfields):
+            value = sub.value
+            if rendering == "new_tone_placement":
+                value = new_tone_placement(value)
+            elif rendering == "volume_abbreviated" and field.tag == "245" and sub.code == "n":
+                value = re.sub(r"^Tập\s*", "T. ", value)
+            field.subfields[k] = Subfield(code=sub.code, value=value)
+    return record
+
+
+def _near_miss_pairs(libraries: dict) -> tuple[list, list]:
+    """(near-miss pairs: records of different editions of one group, held by different libraries;
+    equivalent pairs: records of the same near-miss edition in different libraries, written differently)."""
+    by_group: dict[str, list[tuple[str, str]]] = {}
+    for code, entry in sorted(libraries.items()):
+        for local_id, held in entry.get("near_miss", {}).items():
+            by_group.setdefault(held["group"], []).append((f"{code}:{local_id}", entry["editions"][local_id]))
+    near, same = [], []
+    for refs in by_group.values():
+        for i, (a, ea) in enumerate(refs):
+            for b_, eb in refs[i + 1:]:
+                if a.split(":", 1)[0] != b_.split(":", 1)[0]:
+                    (near if ea != eb else same).append([a, b_])
+    return sorted(near), sorted(same)
+
+
 # --------------------------------------------------------------------------------------- one library
 @dataclass(frozen=True)
 class _Style:
@@ -1028,6 +1165,30 @@ class _HashingFile:
         self.handle.close()
 
 
+def _place_near_misses(code: str, profile: str, seed: int, works: list, edition_keys: list, dates: list,
+                       plan: dict) -> dict[int, tuple[str, str]]:
+    """Put the library's near-miss editions in place of some of its records (never one with a planned defect,
+    nor one acquired before the edition appeared), so its record count stays what its type says.
+    Returns record index → (group, rendering)."""
+    held = _near_miss_holdings(code, profile, seed)
+    if not held:
+        return {}
+    pool = _near_miss_pool(seed)
+    rng = random.Random(seed + _stable_int(f"near-miss:{code}"))
+    free = [k for k in range(1, len(works)) if k not in plan]
+    rng.shuffle(free)
+    placed: dict[int, tuple[str, str]] = {}
+    for index, rendering in held[: len(works) // _NEAR_MISS_SHARE]:
+        group, _rule, _variant, edition = pool[index]
+        k = next((k for k in free if dates[k].year >= edition.year), None)
+        if k is None:
+            continue
+        free.remove(k)
+        works[k], edition_keys[k] = edition, near_miss_key(seed, index)
+        placed[k] = (group, rendering)
+    return placed
+
+
 def _library_export(lib: LibrarySpec, scale: float, seed: int, exported: _dt.date,
                     legacy_encodings: bool = True) -> tuple[Path, dict]:
     profile = _profile(lib.type)
@@ -1049,6 +1210,7 @@ def _library_export(lib: LibrarySpec, scale: float, seed: int, exported: _dt.dat
     edition_keys = [f"E{chosen[k]:05d}" for k in order]  # ground truth of the union catalogue
     dates = [acquired[k] for k in order]
     plan = _plan_defects(works, rng)
+    near_miss = _place_near_misses(lib.code, profile, seed, works, edition_keys, dates, plan)
 
     public = profile in _PUBLIC_TYPES
     shelves = _SHELVES_PUBLIC if public else _SHELVES_SCHOOL
@@ -1057,6 +1219,7 @@ def _library_export(lib: LibrarySpec, scale: float, seed: int, exported: _dt.dat
     defects: dict[str, list[str]] = {rule: [] for rule in DEFECT_RULES}
     items_total = 0
     editions: dict[str, str] = {}
+    near_miss_records: dict[str, dict] = {}
     control = rng.randrange(1, 500)
 
     lib.drop_folder.mkdir(parents=True, exist_ok=True)
@@ -1105,7 +1268,12 @@ def _library_export(lib: LibrarySpec, scale: float, seed: int, exported: _dt.dat
                     item["p"] = f"{prefix}.{counters[prefix]:06d}"
                     issued.setdefault(prefix, []).append(item["p"])
                 items.append(item)
-            writer.write(_build_record(lib, profile, style, work, local_id, acquired_on, items, defect, exported, rng))
+            record = _build_record(lib, profile, style, work, local_id, acquired_on, items, defect, exported, rng)
+            if k in near_miss:
+                group, rendering = near_miss[k]
+                record = _render(record, rendering)
+                near_miss_records[local_id] = {"group": group, "rendering": rendering}
+            writer.write(record)
             items_total += len(items)
             if defect:
                 defects[defect].append(local_id)
@@ -1129,6 +1297,7 @@ def _library_export(lib: LibrarySpec, scale: float, seed: int, exported: _dt.dat
         "complete_records": n - incomplete,
         "defects": defects,
         "editions": editions,
+        "near_miss": near_miss_records,
     }
 
 
@@ -1170,8 +1339,11 @@ def generate_province(libraries: list[LibrarySpec], out_root: Path, *, scale: fl
          "libraries": {code: {"file": path relative to out_root, "type", "encoding" (of the export's text:
                               utf-8, utf-8-nfd, tcvn3, vni, cp1258), "sha256", "records", "items",
                               "complete_records", "defects": {rule: [local_id, ...] for every rule},
-                              "editions": {local_id: edition key "E00042" (the pool edition it describes)}}},
-         "totals": {"records", "items", "complete_records", "defects": {rule: count}}}
+                              "editions": {local_id: edition key "E00042" (the pool edition it describes)},
+                              "near_miss": {local_id: {"group", "rendering"}} (its near-miss records)}},
+         "totals": {"records", "items", "complete_records", "defects": {rule: count}},
+         "near_miss_pairs": [["LIB:001", "LIB:001"], ...] (different books that look alike: never one cluster),
+         "equivalent_pairs": [...] (one near-miss edition in two libraries, written differently: one cluster)}
 
     The same (libraries, scale, seed) give byte-identical files and manifest. ``legacy_encodings=False``
     writes every MARC export in UTF-8: the twin a legacy export must decode to.
@@ -1198,6 +1370,7 @@ def generate_province(libraries: list[LibrarySpec], out_root: Path, *, scale: fl
         for rule, ids in entry["defects"].items():
             totals["defects"][rule] += len(ids)
     truth["totals"] = totals
+    truth["near_miss_pairs"], truth["equivalent_pairs"] = _near_miss_pairs(truth["libraries"])
     from lienthong.demo_circulation import generate_circulation  # loans, ILL, cards, rotation: <drop>/circulation/
 
     truth["circulation"] = generate_circulation(libraries, out_root, truth["libraries"], scale=scale, seed=seed,

@@ -12,6 +12,7 @@ tone-only or number-only difference in the title.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -56,15 +57,51 @@ _PUBLISHER_PREFIX_RE = re.compile(
     r"^(?:nhà xuất bản|nhà xb|nxb|nxb\.|n\.x\.b\.?|công ty cổ phần|công ty tnhh|công ty|cty|ctcp)\s*", re.I)
 
 
+class _CharCache(dict):
+    """A per-character answer computed once, on first use (there are few distinct characters)."""
+
+    def __init__(self, compute):
+        super().__init__()
+        self.compute = compute
+
+    def __missing__(self, key):
+        value = self[key] = self.compute(key)
+        return value
+
+
+# Character → carries a mark Vietnamese does not write ("ë", "ř").
+_FOREIGN_MARK = _CharCache(lambda char: any(
+    unicodedata.combining(m) and m not in _VIETNAMESE_MARKS for m in unicodedata.normalize("NFD", char)))
+_PLAIN_CHARS: set[str] = set()  # characters met without such a mark: the common case checked in one set test
+
+
+def _has_foreign_mark(text: str) -> bool:
+    if _PLAIN_CHARS.issuperset(text):
+        return False
+    for char in set(text) - _PLAIN_CHARS:
+        if _FOREIGN_MARK[char]:
+            return True
+        _PLAIN_CHARS.add(char)
+    return False
+# Code point → the character without its marks: a str.translate table (NFD of a text is that of its characters).
+_UNMARKED = _CharCache(lambda code: "".join(
+    c for c in unicodedata.normalize("NFD", chr(code)) if not unicodedata.combining(c)))
+
+
 def vn(text: str | None) -> str:
     """The one comparable form of Vietnamese text: NFC, one tone placement, Đ look-alikes fixed, lower case,
     single spaces. Tone marks and đ are kept."""
     if not text:
         return ""
+    return _vn(text)
+
+
+@functools.lru_cache(maxsize=1 << 16)  # titles, authors and publishers repeat across libraries
+def _vn(text: str) -> str:
     text = unicodedata.normalize("NFC", text).translate(_DJE_LOOKALIKES)
     text = normalise_text(text)
-    decomposed = unicodedata.normalize("NFD", text)
-    if any(unicodedata.combining(c) and c not in _VIETNAMESE_MARKS for c in decomposed):
+    if not text.isascii() and _has_foreign_mark(text):
+        decomposed = unicodedata.normalize("NFD", text)
         text = unicodedata.normalize("NFC", "".join(
             c for c in decomposed if not unicodedata.combining(c) or c in _VIETNAMESE_MARKS))
     return " ".join(unicodedata.normalize("NFC", text).casefold().split())
@@ -72,8 +109,12 @@ def vn(text: str | None) -> str:
 
 def fold(text: str | None) -> str:
     """The search form only: no tone or vowel marks, đ → d, lower case, words separated by single spaces."""
-    text = vn(text).replace("đ", "d")
-    stripped = "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
+    return unmark(vn(text))
+
+
+def unmark(text: str) -> str:
+    """fold() of a text already in vn() form."""
+    stripped = text.replace("đ", "d").translate(_UNMARKED)
     return " ".join(_NON_WORD_RE.sub(" ", stripped).split())
 
 
@@ -117,14 +158,20 @@ def isbn13s(isbns) -> list[str]:
     """Valid ISBNs as ISBN-13 (ISBN-10 converted), in order; invalid ones (bad check digit) are not keys."""
     out: list[str] = []
     for value in isbns or ():
-        try:
-            if stdnum_isbn.is_valid(value):
-                number = stdnum_isbn.to_isbn13(stdnum_isbn.compact(value))
-                if number not in out:
-                    out.append(number)
-        except Exception:  # stdnum raises its own ValidationError subclasses on garbage
-            continue
+        number = _isbn13(value)
+        if number and number not in out:
+            out.append(number)
     return out
+
+
+@functools.lru_cache(maxsize=1 << 16)  # one edition's ISBN recurs in every library holding it
+def _isbn13(value: str) -> str | None:
+    try:
+        if stdnum_isbn.is_valid(value):
+            return stdnum_isbn.to_isbn13(stdnum_isbn.compact(value))
+    except Exception:  # stdnum raises its own ValidationError subclasses on garbage
+        pass
+    return None
 
 
 @dataclass(frozen=True)
