@@ -256,10 +256,16 @@ class _SFTPServer:
             transport.add_server_key(self.host_key)
             transport.set_subsystem_handler("sftp", paramiko.SFTPServer, _FolderSFTP, self.root)
             self.transports.append(transport)
-            try:
-                transport.start_server(server=_SSHServer())
-            except (paramiko.SSHException, EOFError):
-                continue
+            # Negotiate in its own thread: a client that gives up mid-handshake (wrong host key) must not keep
+            # the next client waiting for its banner.
+            threading.Thread(target=self._negotiate, args=(transport,), daemon=True).start()
+
+    @staticmethod
+    def _negotiate(transport: paramiko.Transport) -> None:
+        try:
+            transport.start_server(server=_SSHServer())
+        except (paramiko.SSHException, EOFError, OSError):
+            transport.close()
 
     @property
     def host_key_line(self) -> str:
