@@ -1,4 +1,4 @@
-"""The review_record_quality DAG: imports cleanly, is scheduled on the ingest's Asset, and really runs."""
+"""The quality_review DAG: imports cleanly, is scheduled on the ingest's Asset, and really runs."""
 from __future__ import annotations
 
 import pytest
@@ -11,7 +11,7 @@ from lienthong.registry import load_registry
 from tests.conftest import ROOT
 from tests.marc_builders import book, write_marc
 
-DAG_ID = "review_record_quality"
+DAG_ID = "quality_review"
 
 
 @pytest.fixture
@@ -42,8 +42,9 @@ def test_structure_and_schedule_on_the_core_record_asset(dagbag):
     assert dag.doc_md and "Review record quality" in dag.doc_md
     assert dag.default_args["retries"] == 0
     tasks = {t.task_id: t for t in dag.tasks}
-    assert set(tasks) == {"refresh_scorecards", "build_data_docs", "write_fix_lists"}
-    assert tasks["refresh_scorecards"].downstream_task_ids == {"build_data_docs", "write_fix_lists"}
+    assert set(tasks) == {"refresh_scorecards", "build_data_docs", "write_fix_lists", "email_lead_libraries"}
+    assert tasks["refresh_scorecards"].downstream_task_ids == {"build_data_docs", "write_fix_lists",
+                                                              "email_lead_libraries"}
     assets = [(a.name, a.uri) for a in dag.timetable.asset_condition.objects]
     assert assets == [("lienthong_core_record", "postgres://warehouse:5432/lienthong/core/record")]
     ingest = dagbag.dags["ingest_library_exports"]

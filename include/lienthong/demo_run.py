@@ -105,9 +105,9 @@ def run(scale: float = 1.0, seed: int = 20261125) -> int:
         return 1
     console.print("    (a library whose export did not change since the last run is reported unchanged)")
 
-    console.print("4/6 Airflow: [bold]review_record_quality[/bold] and [bold]build_union_catalogue[/bold] "
+    console.print("4/6 Airflow: [bold]quality_review[/bold] and [bold]build_union_catalogue[/bold] "
                   "(in production both run when the ingest DAG updates its Asset) …")
-    for dag_id in ("review_record_quality", "build_union_catalogue"):
+    for dag_id in ("quality_review", "build_union_catalogue"):
         if not _run_dag(console, env, log_file, dag_id, label=dag_id.split("_")[0]):
             return 1
 

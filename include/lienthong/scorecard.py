@@ -1,7 +1,7 @@
 """Scorecards: how complete and valid each library's records are, its tier, and the group and province roll-ups.
 
 A scorecard is written for every batch (quality.scorecard + quality.scorecard_element), so a library's trend
-is the sequence of its batches. The review_record_quality DAG refreshes the roll-ups (one set of rows per
+is the sequence of its batches. The quality_review DAG refreshes the roll-ups (one set of rows per
 refresh in quality.scorecard_rollup), rebuilds the GX Data Docs and writes each group's fix list.
 
 Tiers, in the spirit of Europeana's metadata tiers (docs/quality.md): the weakest mandatory element and the
@@ -304,7 +304,7 @@ def write_group_fixlists(engine: sa.Engine, registry: Registry, out_dir: Path | 
     return {"out": str(out_dir), "groups": written, "problems": len(rows)}
 
 
-# ---------------------------------------------------------------- task bodies of the review_record_quality DAG
+# ---------------------------------------------------------------- task bodies of the quality_review DAG
 
 
 def review_refresh() -> dict:

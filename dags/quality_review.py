@@ -12,6 +12,9 @@ results in the `quality` schema); this DAG turns the results into what people re
 * `write_fix_lists` writes one Excel fix list per linking group for its lead library
   (`var/quality/fixlists/<group>.xlsx`): one sheet per member library, one row per problem, in Vietnamese.
 
+* `email_lead_libraries` e-mails each group's lead library (SMTP connection of the registry's `reporting`
+  section) when a member's tier dropped or its newest export was held; each alert is sent once.
+
 The same work runs without Airflow: `lienthong quality scorecard --refresh`, `lienthong quality docs`,
 `lienthong quality fixlist --library X --out FILE.xlsx`. Thresholds of the tiers: `docs/quality.md`.
 """
@@ -26,7 +29,7 @@ CORE_RECORDS = Asset(name="lienthong_core_record", uri="postgres://warehouse:543
 
 
 @dag(
-    dag_id="review_record_quality",
+    dag_id="quality_review",
     schedule=[CORE_RECORDS],
     start_date=pendulum.datetime(2026, 9, 5, tz="Asia/Ho_Chi_Minh"),
     catchup=False,
@@ -39,7 +42,7 @@ CORE_RECORDS = Asset(name="lienthong_core_record", uri="postgres://warehouse:543
         "retry_delay": pendulum.duration(minutes=5),
     },
 )
-def review_record_quality():
+def quality_review():
     @task
     def refresh_scorecards() -> dict:
         from lienthong.scorecard import review_refresh
@@ -58,8 +61,15 @@ def review_record_quality():
 
         return review_fixlists()
 
+    @task
+    def email_lead_libraries() -> dict:
+        from lienthong import warehouse
+        from lienthong.quality_alerts import send
+
+        return send(warehouse.engine())
+
     refreshed = refresh_scorecards()
-    refreshed >> [build_data_docs(), write_fix_lists()]
+    refreshed >> [build_data_docs(), write_fix_lists(), email_lead_libraries()]
 
 
-review_record_quality()
+quality_review()

@@ -1,0 +1,91 @@
+"""Lead libraries hear about a member's held export or tier drop by e-mail, once, through a real SMTP server."""
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import socket
+
+import pytest
+import sqlalchemy as sa
+
+from lienthong import quality_alerts
+from lienthong.ingest import ingest_library
+from lienthong.registry import PACKAGED_REGISTRY, load_registry
+from tests.marc_builders import book, write_marc
+
+
+class _Inbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((list(envelope.rcpt_tos),
+                              email.message_from_bytes(envelope.content, policy=email.policy.default)))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server(monkeypatch):
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inbox = _Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("LIENTHONG_SMTP_CONN_ID", "smtp_test_alerts")
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_TEST_ALERTS", json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": port,
+        "extra": {"disable_ssl": True, "disable_tls": True, "retry_limit": 0, "timeout": 10}}))
+    yield inbox
+    controller.stop()
+
+
+@pytest.fixture
+def warehouse(clean_warehouse):
+    from lienthong import dimensions
+
+    dimensions.load_registry_dimensions(clean_warehouse, load_registry(PACKAGED_REGISTRY))
+    return clean_warehouse
+
+
+def _books(n: int):
+    return [book(f"R{i}", f"Sách {i}", items=((f"STK.{i:05d}", "510 T406"),)) for i in range(n)]
+
+
+def test_held_export_is_mailed_to_the_lead_library_once(warehouse, smtp_server, tmp_path):
+    registry = load_registry()
+    member = "THPT-NGUYENTRAI"
+    group = registry.groups_of(member)[0]
+    ingest_library(member, write_marc(tmp_path / "full.mrc", _books(10)), engine=warehouse)
+    held = ingest_library(member, write_marc(tmp_path / "small.mrc", _books(2)), engine=warehouse)
+    assert held.status == "held"
+
+    result = quality_alerts.send(warehouse, registry)
+    lead_address = registry.reporting.email_of(group.lead_library)
+    assert [s["to"] for s in result["sent"]] == [lead_address]
+    (recipients, message), = smtp_server.messages
+    assert recipients == [lead_address]
+    body = message.get_body(("html",)).get_content()
+    assert member in body and "tạm giữ" in body and group.name in body
+    assert "Chất lượng dữ liệu nhóm" in message["subject"]
+
+    assert quality_alerts.send(warehouse, registry) == {"sent": [], "pending": 0}  # once only
+    assert len(smtp_server.messages) == 1
+    with warehouse.connect() as conn:
+        kind, batch = conn.execute(sa.text("SELECT kind, batch_id FROM quality.alert")).one()
+    assert (kind, batch) == ("held_batch", held.batch_id)
+
+
+def test_without_an_smtp_connection_alerts_wait(warehouse, tmp_path, monkeypatch):
+    monkeypatch.setenv("LIENTHONG_SMTP_CONN_ID", "smtp_nowhere_alerts")
+    monkeypatch.delenv("AIRFLOW_CONN_SMTP_NOWHERE_ALERTS", raising=False)
+    member = "THPT-NGUYENTRAI"
+    ingest_library(member, write_marc(tmp_path / "full.mrc", _books(10)), engine=warehouse)
+    ingest_library(member, write_marc(tmp_path / "small.mrc", _books(2)), engine=warehouse)
+    result = quality_alerts.send(warehouse, load_registry())
+    assert result["sent"] == [] and result["pending"] == 1
+    with warehouse.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM quality.alert")).scalar_one() == 0
