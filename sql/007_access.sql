@@ -9,23 +9,7 @@
 -- Object privileges are per database and are (re)applied by access.secure(), which also covers tables
 -- that later feature migrations add; a table it has not seen yet is closed to stewards (fail-closed).
 
--- ---------------------------------------------------------------- roles (cluster-wide, idempotent)
-DO $$
-DECLARE
-    role_name text;
-BEGIN
-    FOREACH role_name IN ARRAY ARRAY['lienthong_pipeline', 'lienthong_analyst', 'lienthong_steward',
-                                     'lienthong_admin'] LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
-            BEGIN
-                EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
-            EXCEPTION WHEN duplicate_object OR unique_violation THEN
-                NULL;  -- another database's migration created it at the same moment
-            END;
-        END IF;
-    END LOOP;
-END
-$$;
+-- ---------------------------------------------------------------- roles: sql/007_access_roles.sql (run first)
 
 -- ---------------------------------------------------------------- who is steward / admin of which group
 CREATE SCHEMA IF NOT EXISTS access;

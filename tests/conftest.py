@@ -102,3 +102,40 @@ def demo_province(state_dir) -> dict:
     from lienthong.registry import load_registry
 
     return generate_province(library_specs(load_registry()), config.drop_root(), scale=0.25, seed=7)
+
+
+class SmtpInbox:
+    """What a real SMTP server on loopback received: (mail_from, recipients, parsed message) per mail."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        import email
+        import email.policy
+
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
+                              email.message_from_bytes(envelope.content, policy=email.policy.default)))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server(monkeypatch):
+    """aiosmtpd on a free loopback port, reachable as the Airflow SMTP connection lienthong sends through."""
+    import json
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inbox = SmtpInbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("LIENTHONG_SMTP_CONN_ID", "smtp_test_lienthong")
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_TEST_LIENTHONG", json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": port,
+        "extra": {"disable_ssl": True, "disable_tls": True, "retry_limit": 0, "timeout": 10}}))
+    yield inbox
+    controller.stop()

@@ -1,10 +1,6 @@
-"""Lead libraries hear about a member's held export or tier drop by e-mail, once, through a real SMTP server."""
+"""Lead libraries hear about a member's held export or tier drop by e-mail, once, through a real SMTP server
+(the conftest's smtp_server)."""
 from __future__ import annotations
-
-import email
-import email.policy
-import json
-import socket
 
 import pytest
 import sqlalchemy as sa
@@ -13,34 +9,6 @@ from lienthong import quality_alerts
 from lienthong.ingest import ingest_library
 from lienthong.registry import PACKAGED_REGISTRY, load_registry
 from tests.marc_builders import book, write_marc
-
-
-class _Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((list(envelope.rcpt_tos),
-                              email.message_from_bytes(envelope.content, policy=email.policy.default)))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_server(monkeypatch):
-    from aiosmtpd.controller import Controller
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    inbox = _Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv("LIENTHONG_SMTP_CONN_ID", "smtp_test_alerts")
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_TEST_ALERTS", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": port,
-        "extra": {"disable_ssl": True, "disable_tls": True, "retry_limit": 0, "timeout": 10}}))
-    yield inbox
-    controller.stop()
 
 
 @pytest.fixture
@@ -66,7 +34,7 @@ def test_held_export_is_mailed_to_the_lead_library_once(warehouse, smtp_server, 
     result = quality_alerts.send(warehouse, registry)
     lead_address = registry.reporting.email_of(group.lead_library)
     assert [s["to"] for s in result["sent"]] == [lead_address]
-    (recipients, message), = smtp_server.messages
+    (_, recipients, message), = smtp_server.messages
     assert recipients == [lead_address]
     body = message.get_body(("html",)).get_content()
     assert member in body and "tạm giữ" in body and group.name in body

@@ -6,10 +6,7 @@ Reminders go through a real SMTP server on loopback (aiosmtpd) via the Airflow S
 """
 from __future__ import annotations
 
-import email
-import email.policy
 import json
-import socket
 from datetime import date, datetime
 
 import pytest
@@ -127,34 +124,6 @@ def test_cli_submissions_json(history, capsys):
 
 
 # ---------------------------------------------------------------- reminders through a real SMTP server
-
-class _Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
-                              email.message_from_bytes(envelope.content, policy=email.policy.default)))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_server(monkeypatch):
-    from aiosmtpd.controller import Controller
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    inbox = _Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv("LIENTHONG_SMTP_CONN_ID", "smtp_test_lienthong")
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_TEST_LIENTHONG", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": port,
-        "extra": {"disable_ssl": True, "disable_tls": True, "retry_limit": 0, "timeout": 10}}))
-    yield inbox
-    controller.stop()
-
 
 def test_reminders_reach_lead_libraries_and_the_office_once(clean_warehouse, smtp_server, tmp_path):
     engine, registry = clean_warehouse, load_registry()

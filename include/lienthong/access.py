@@ -15,29 +15,12 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from lienthong.migrations import sql_file
+
 ROLE_KINDS = ("steward", "admin", "analyst", "pipeline")
 PER_GROUP = ("steward", "admin")
 
 
-# The same block opens sql/007_access.sql; a restore on another server runs it before the dump's grants.
-_ENSURE_ROLES = """
-DO $$
-DECLARE
-    role_name text;
-BEGIN
-    FOREACH role_name IN ARRAY ARRAY['lienthong_pipeline', 'lienthong_analyst', 'lienthong_steward',
-                                     'lienthong_admin'] LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
-            BEGIN
-                EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
-            EXCEPTION WHEN duplicate_object OR unique_violation THEN
-                NULL;
-            END;
-        END IF;
-    END LOOP;
-END
-$$
-"""
 
 
 class AccessError(RuntimeError):
@@ -153,7 +136,7 @@ def list_access(engine: sa.Engine) -> dict:
 def ensure_roles(engine: sa.Engine) -> None:
     """Create the four group roles if this server lacks them (they are cluster-wide, made once)."""
     with engine.begin() as conn:
-        conn.execute(sa.text(_ENSURE_ROLES))
+        conn.execute(sa.text(sql_file("007_access_roles.sql")))
 
 
 def secure(engine: sa.Engine) -> list[dict]:

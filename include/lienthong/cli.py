@@ -2,17 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
+from lienthong.commands import print_json as _print_json, selected_libraries
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def _print_json(data) -> None:
-    json.dump(data, sys.stdout, ensure_ascii=False, indent=2, default=str)
-    sys.stdout.write("\n")
 
 
 # ---------------------------------------------------------------- db
@@ -150,15 +146,8 @@ def cmd_ingest(args) -> int:
     from lienthong.sources import SourceError
 
     registry = load_registry()
-    if args.all:
-        codes = [lib.code for lib in registry.active_libraries()]
-    elif args.library:
-        codes = [args.library]
-    else:
-        print("give --library CODE or --all", file=sys.stderr)
-        return EXIT_USAGE
-    if args.file and len(codes) != 1:
-        print("--file needs exactly one --library", file=sys.stderr)
+    codes = selected_libraries(args, registry)
+    if codes is None:
         return EXIT_USAGE
 
     results, failed = [], False

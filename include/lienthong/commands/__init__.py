@@ -17,6 +17,21 @@ def print_json(data) -> None:
     sys.stdout.write("\n")
 
 
+def selected_libraries(args, registry) -> list[str] | None:
+    """The codes `--library CODE` / `--all` (with an optional `--file`) ask for; None after a usage message."""
+    if args.all:
+        codes = [lib.code for lib in registry.active_libraries()]
+    elif args.library:
+        codes = [args.library]
+    else:
+        print("give --library CODE or --all", file=sys.stderr)
+        return None
+    if args.file and len(codes) != 1:
+        print("--file needs exactly one --library", file=sys.stderr)
+        return None
+    return codes
+
+
 def register_all(commands) -> None:
     for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         importlib.import_module(f"{__name__}.{module.name}").register(commands)

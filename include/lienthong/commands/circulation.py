@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as _dt
 import sys
 
-from lienthong.commands import print_json
+from lienthong.commands import print_json, selected_libraries
 
 
 def _format(result) -> str:
@@ -25,15 +25,8 @@ def cmd_ingest(args) -> int:
     from lienthong.registry import load_registry
 
     registry = load_registry()
-    if args.all:
-        codes = [lib.code for lib in registry.active_libraries()]
-    elif args.library:
-        codes = [args.library]
-    else:
-        print("give --library CODE or --all", file=sys.stderr)
-        return 2
-    if args.file and len(codes) != 1:
-        print("--file needs exactly one --library", file=sys.stderr)
+    codes = selected_libraries(args, registry)
+    if codes is None:
         return 2
     if args.demo_key:
         from lienthong.privacy import ensure_demo_key

@@ -14,6 +14,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.execute(sql_file("007_access_roles.sql"))
     op.execute(sql_file("007_access.sql"))
 
 
