@@ -10,7 +10,7 @@ from lienthong import periods, report
 from lienthong.registry import load_registry
 from tests.conftest import ROOT
 from tests.marc_builders import write_marc
-from tests.test_report_history import _books, _ingest_at, smtp_server  # noqa: F401  (smtp_server is a fixture)
+from tests.test_report_history import _books, _ingest_at
 
 TZ = periods.TIMEZONE
 
