@@ -70,16 +70,21 @@ def warehouse_engine(state_dir):
     warehouse.dispose_engines()
 
 
-@pytest.fixture
-def clean_warehouse(warehouse_engine):
-    """The session warehouse with no batches, records or deliveries (registry dimensions kept)."""
+def empty_warehouse(engine) -> None:
+    """No batches, records or deliveries left, identities restarted (registry dimensions kept)."""
     import sqlalchemy as sa
 
-    with warehouse_engine.begin() as conn:
+    with engine.begin() as conn:
         tables = [f"{schema}.{name}" for schema, name in conn.execute(sa.text(
             "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY(:s)"), {"s": list(STAGE_SCHEMAS)})]
         tables = [t for t in tables if t not in REGISTRY_TABLES]
         conn.execute(sa.text(f"TRUNCATE {', '.join(sorted(tables))} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def clean_warehouse(warehouse_engine):
+    """The session warehouse with no batches, records or deliveries (registry dimensions kept)."""
+    empty_warehouse(warehouse_engine)
     return warehouse_engine
 
 

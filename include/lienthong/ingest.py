@@ -15,7 +15,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from lienthong import landing, load, quality, scorecard, sources, warehouse
+from lienthong import landing, load, quality, scorecard, sources, warehouse, workers
 from lienthong.model import CanonicalRecord
 from lienthong.normalise import to_canonical
 from lienthong.parse import ParsedRecord, ParseError, Unreadable, detect_format, read_records
@@ -105,8 +105,10 @@ class _BatchRun:
     names: tuple[str, str] | None = None  # (landed name, original name) for reasons
 
     def __init__(self, engine: sa.Engine, batch_id: int, library_code: str, item_field: str,
-                 field_mapping=None, policy: Policy | None = None, exceptions: dict | None = None):
+                 field_mapping=None, policy: Policy | None = None, exceptions: dict | None = None,
+                 decode_workers: int = 1):
         self.engine = engine
+        self.workers = decode_workers  # processes decoding a large ISO 2709 file (see lienthong.workers)
         self.policy = policy or Policy()
         self.exceptions = exceptions or {}  # local_id → [(exception_id, rule, record_hash)]
         self.reopened: dict[int, str] = {}  # exception_id → why
@@ -156,6 +158,11 @@ class _BatchRun:
 
             return read_tabular(path, format=file_format, encoding=encoding, mapping=self.field_mapping,
                                 library_code=self.library_code)
+        if self.workers > 1 and path.stat().st_size >= workers.PARALLEL_MIN_BYTES:
+            records = workers.canonical_records(path, encoding=encoding, library_code=self.library_code,
+                                                item_field=self.item_field, workers=self.workers)
+            if records is not None:
+                return records
         return read_records(path, format=file_format, encoding=encoding)
 
     def _chunk(self, chunk: list[ParsedRecord | CanonicalRecord | Unreadable]) -> None:
@@ -253,8 +260,13 @@ def ingest_library(
     registry: Registry | None = None,
     engine: sa.Engine | None = None,
     chunk_size: int = CHUNK_SIZE,
+    decode_workers: int | None = None,
 ) -> IngestResult:
-    """Ingest the library's newest export (or ``file``) as a full snapshot of its catalogue."""
+    """Ingest the library's newest export (or ``file``) as a full snapshot of its catalogue.
+
+    ``decode_workers`` processes decode a large ISO 2709 export (default: LIENTHONG_INGEST_WORKERS or the
+    cores available); the result is the same with one.
+    """
     registry = registry or load_registry()
     library = registry.libraries.get(library_code)
     if library is None:
@@ -277,7 +289,8 @@ def ingest_library(
                           {"ns": load.LIBRARY_LOCK_NAMESPACE, "l": library_code})
         lock_pid = lock_conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
         try:
-            return _ingest_locked(engine, library, delivery, path, result, chunk_size, registry, lock_pid)
+            return _ingest_locked(engine, library, delivery, path, result, chunk_size, registry, lock_pid,
+                                  decode_workers or workers.ingest_workers())
         finally:
             try:
                 lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:ns, hashtext(:l))"),
@@ -318,7 +331,7 @@ def _discard_interrupted(conn: sa.Connection, library_code: str) -> None:
 
 
 def _ingest_locked(engine, library, delivery, path: Path, result: IngestResult, chunk_size: int,
-                   registry: Registry, lock_pid: int) -> IngestResult:
+                   registry: Registry, lock_pid: int, decode_workers: int) -> IngestResult:
     code = library.code
     with engine.begin() as conn:
         _discard_interrupted(conn, code)
@@ -362,7 +375,8 @@ def _ingest_locked(engine, library, delivery, path: Path, result: IngestResult, 
     with engine.connect() as conn:
         exceptions = quality.load_exceptions(conn, code)
     run = _BatchRun(engine, batch_id, code, library.source.item_field, library.source.field_mapping,
-                    policy=quality.policy_for(registry, code), exceptions=exceptions)
+                    policy=quality.policy_for(registry, code), exceptions=exceptions,
+                    decode_workers=decode_workers)
     try:
         run.run(delivery.stored_path, file_format, library.source.encoding, chunk_size, path.name)
     except ParseError as exc:

@@ -29,7 +29,8 @@ from pymarc.leader import Leader
 
 from lienthong.vietnamese import LEGACY_ENCODINGS, decode_legacy, is_vietnamese_syllable, vietnamese_score
 
-__all__ = ["ParseError", "ParsedRecord", "Unreadable", "detect_format", "read_records"]
+__all__ = ["FrameBatch", "ParseError", "ParsedRecord", "Unreadable", "decode_batch", "detect_format",
+           "iso2709_batches", "read_records"]
 
 RECORD_TERMINATOR = b"\x1d"
 FIELD_TERMINATOR = b"\x1e"
@@ -254,6 +255,44 @@ def read_records(
     Arguments are checked (and the format detected) before the first record is asked for, so a bad call
     fails at once rather than at the first `next()`.
     """
+    source, fmt, forced = _open(path, format, encoding)
+    if fmt == "marc21":
+        return _read_iso2709(source, forced)
+    return _read_marcxml(source)
+
+
+def iso2709_batches(path: str | os.PathLike, *, format: str = "auto", encoding: str | None = None,
+                    size: int = 2000) -> Iterator[FrameBatch] | None:
+    """The records of an ISO 2709 file framed (not decoded) in batches of ``size``, or None for MARCXML.
+
+    Framing is cheap and sequential; `decode_batch` does the rest anywhere, e.g. in a worker process, with
+    the same results as :func:`read_records`.
+    """
+    source, fmt, forced = _open(path, format, encoding)
+    if fmt != "marc21":
+        return None
+    return _batched_frames(source, forced, size)
+
+
+def _batched_frames(source: _Source, forced: str | None, size: int) -> Iterator[FrameBatch]:
+    batch: list[tuple[int, _Frame]] = []
+    file_encoding = None
+    for index, frame, file_encoding in _iso2709_frames(source, forced):
+        batch.append((index, frame))
+        if len(batch) >= size:
+            yield FrameBatch(batch, file_encoding, forced is not None)
+            batch = []
+    if batch:
+        yield FrameBatch(batch, file_encoding, forced is not None)
+
+
+def decode_batch(batch: FrameBatch) -> list[ParsedRecord | Unreadable]:
+    return [_decode_frame(index, frame, batch.file_encoding, batch.forced) for index, frame in batch.frames]
+
+
+def _open(path: str | os.PathLike | BinaryIO, format: str, encoding: str | None
+          ) -> tuple[_Source, str, str | None]:
+    """The source, its format (marc21 or marcxml) and the forced encoding, checked before any record is read."""
     source = _Source(path)
     forced = None if encoding is None else _encoding_option(encoding, source.name)
     if format in TABULAR_FORMATS:
@@ -273,9 +312,7 @@ def read_records(
         if fmt in TABULAR_FORMATS:
             raise ParseError(f"{source.name}: the content is {fmt.upper()}, a spreadsheet: read it with "
                              f"lienthong.tabular")
-    if fmt == "marc21":
-        return _read_iso2709(source, forced)
-    return _read_marcxml(source)
+    return source, fmt, forced
 
 
 def _encoding_option(encoding: str, name: str) -> str:
@@ -300,6 +337,15 @@ class _Frame:
     data: bytes | None  # the record's bytes including its terminator; None when framing failed
     repairs: list[str]
     problem: str | None = None
+
+
+@dataclass
+class FrameBatch:
+    """Framed records of one file with what decoding them needs; small and picklable."""
+
+    frames: list[tuple[int, _Frame]]  # (index in the file, frame)
+    file_encoding: str | None
+    forced: bool
 
 
 def _frames(stream: BinaryIO) -> Iterator[_Frame]:
@@ -355,6 +401,12 @@ def _frames(stream: BinaryIO) -> Iterator[_Frame]:
 
 
 def _read_iso2709(source: _Source, forced: str | None) -> Iterator[ParsedRecord | Unreadable]:
+    for index, frame, file_encoding in _iso2709_frames(source, forced):
+        yield _decode_frame(index, frame, file_encoding, forced is not None)
+
+
+def _iso2709_frames(source: _Source, forced: str | None) -> Iterator[tuple[int, _Frame, str | None]]:
+    """Each framed record with its position and the file's encoding (decided on the head of the file)."""
     with source.stream() as stream:
         frames = _frames(stream)
         head: list[_Frame] = []
@@ -366,19 +418,21 @@ def _read_iso2709(source: _Source, forced: str | None) -> Iterator[ParsedRecord 
                 break
         file_encoding = forced or _file_encoding(head)
         for index, frame in enumerate(_chain(head, frames)):
-            where = f"record {index} at byte {frame.offset}"
-            if frame.data is None:
-                yield Unreadable(index, frame.offset, f"{where}: {frame.problem}")
-                continue
-            try:
-                record, used, repairs = _decode_iso_record(frame.data, file_encoding, forced is not None)
-            except _Bad as exc:
-                yield Unreadable(index, frame.offset, f"{where}: {exc}")
-                continue
-            except Exception as exc:  # one record's surprise must not cost the rest of the file
-                yield Unreadable(index, frame.offset, f"{where}: unexpected {type(exc).__name__}: {exc}")
-                continue
-            yield ParsedRecord(index, frame.offset, record, used, frame.repairs + repairs)
+            yield index, frame, file_encoding
+
+
+def _decode_frame(index: int, frame: _Frame, file_encoding: str | None, forced: bool
+                  ) -> ParsedRecord | Unreadable:
+    where = f"record {index} at byte {frame.offset}"
+    if frame.data is None:
+        return Unreadable(index, frame.offset, f"{where}: {frame.problem}")
+    try:
+        record, used, repairs = _decode_iso_record(frame.data, file_encoding, forced)
+    except _Bad as exc:
+        return Unreadable(index, frame.offset, f"{where}: {exc}")
+    except Exception as exc:  # one record's surprise must not cost the rest of the file
+        return Unreadable(index, frame.offset, f"{where}: unexpected {type(exc).__name__}: {exc}")
+    return ParsedRecord(index, frame.offset, record, used, frame.repairs + repairs)
 
 
 def _chain(head: list[_Frame], rest: Iterator[_Frame]) -> Iterator[_Frame]:
