@@ -168,3 +168,14 @@ def test_cli_ingest_json(library_code, clean_warehouse, tmp_path):
     assert {k: data[k] for k in ("read", "loaded", "quarantined", "unreadable")} == {
         "read": 2, "loaded": 1, "quarantined": 1, "unreadable": 0}
     assert data["quarantine_reasons"] == {"missing_title": 1}
+
+
+def test_copy_text_arrays_round_trip(clean_warehouse):
+    """Quarantine reasons go in by COPY as text[] literals: quotes, commas, braces, NULL and tabs stay text."""
+    from lienthong import load
+
+    values = ['a,b', '"q"', "NULL", "back\\slash", "{}", "tab\there", "dòng\nmới", ""]
+    with clean_warehouse.begin() as conn:
+        conn.execute(sa.text("CREATE TEMP TABLE arrays (v text[])"))
+        load._copy(conn.connection.dbapi_connection, "arrays", ("v",), [(load._text_array(values),)])
+        assert conn.execute(sa.text("SELECT v FROM arrays")).scalar_one() == values

@@ -44,6 +44,24 @@ def test_marcxml_is_left_to_the_sequential_reader():
                                      workers=2) is None
 
 
+def _from_a_daemon(queue) -> None:
+    path = FIXTURES / "real_bulk" / "traject_test_data.utf8.mrc"
+    queue.put(workers.canonical_records(path, encoding=None, library_code=LIBRARY, item_field="952", workers=2))
+
+
+def test_a_daemonic_process_reads_sequentially():
+    """A multiprocessing pool's worker may not start processes: it gets None and reads the file itself."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    daemon = context.Process(target=_from_a_daemon, args=(queue,), daemon=True)
+    daemon.start()
+    assert queue.get(timeout=60) is None
+    daemon.join(timeout=60)
+    assert daemon.exitcode == 0
+
+
 def test_worker_count_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("LIENTHONG_INGEST_WORKERS", "3")
     assert workers.ingest_workers() == 3

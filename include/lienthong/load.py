@@ -64,10 +64,18 @@ def _copy(raw_connection, table: str, columns: Sequence[str], rows: Iterable[Seq
     return count
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False)  # one encoder: json.dumps(ensure_ascii=False) builds one per call
+
+
 def _json(value) -> str:
     if isinstance(value, list) and not value:
         return "[]"
-    return json.dumps(value, ensure_ascii=False).replace("\\u0000", "\ufffd")
+    return _JSON.encode(value).replace("\\u0000", "\ufffd")
+
+
+def _text_array(values: Sequence[str]) -> str:
+    """A text[] literal for COPY: every element quoted, so commas, braces and NULL-looking words stay text."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
 def stage_records(
@@ -100,55 +108,26 @@ def stage_records(
 
 def write_quarantine(conn: sa.Connection, batch_id: int, library_code: str,
                      records: Sequence[tuple[CanonicalRecord, list[str]]]) -> None:
-    if not records:
-        return
-    conn.execute(
-        sa.text(
-            """INSERT INTO quality.quarantine (batch_id, library_code, local_id, record_index, record_hash, title,
-                                               reasons, record)
-               VALUES (:batch, :library, :local_id, :idx, :hash, :title, :reasons, CAST(:record AS jsonb))"""
-        ),
-        [
-            {"batch": batch_id, "library": library_code, "local_id": rec.local_id, "idx": rec.record_index,
-             "hash": rec.record_hash, "title": rec.title, "reasons": reasons, "record": _json(asdict(rec))}
-            for rec, reasons in records
-        ],
-    )
+    _copy(conn.connection.dbapi_connection, "quality.quarantine",
+          ("batch_id", "library_code", "local_id", "record_index", "record_hash", "title", "reasons", "record"),
+          ((batch_id, library_code, rec.local_id, rec.record_index, rec.record_hash, rec.title,
+            _text_array(reasons), _json(asdict(rec))) for rec, reasons in records))
 
 
 def write_failures(conn: sa.Connection, batch_id: int, library_code: str, failures: Sequence) -> None:
-    if not failures:
-        return
-    conn.execute(
-        sa.text(
-            """INSERT INTO quality.check_failure (batch_id, library_code, local_id, record_index, rule, field, value,
-                                                  severity, message_vi, fix_vi, record_hash, default_severity,
-                                                  accepted, exception_id)
-               VALUES (:batch, :library, :local_id, :idx, :rule, :field, :value, :severity, :message, :fix, :hash,
-                       :default, :accepted, :exception)"""
-        ),
-        [
-            {"batch": batch_id, "library": library_code, "local_id": f.local_id, "idx": f.record_index,
-             "rule": f.rule, "field": f.field, "value": None if f.value is None else str(f.value),
-             "severity": f.severity, "message": f.message_vi, "fix": f.fix_vi,
-             "hash": getattr(f, "record_hash", None), "default": getattr(f, "default_severity", None) or f.severity,
-             "accepted": bool(getattr(f, "accepted", False)), "exception": getattr(f, "exception_id", None)}
-            for f in failures
-        ],
-    )
+    _copy(conn.connection.dbapi_connection, "quality.check_failure",
+          ("batch_id", "library_code", "local_id", "record_index", "rule", "field", "value", "severity",
+           "message_vi", "fix_vi", "record_hash", "default_severity", "accepted", "exception_id"),
+          ((batch_id, library_code, f.local_id, f.record_index, f.rule, f.field,
+            None if f.value is None else str(f.value), f.severity, f.message_vi, f.fix_vi,
+            getattr(f, "record_hash", None), getattr(f, "default_severity", None) or f.severity,
+            bool(getattr(f, "accepted", False)), getattr(f, "exception_id", None)) for f in failures))
 
 
 def write_unreadable(conn: sa.Connection, batch_id: int, library_code: str, unreadable: Sequence) -> None:
-    if not unreadable:
-        return
-    conn.execute(
-        sa.text(
-            """INSERT INTO quality.unreadable (batch_id, library_code, record_index, byte_offset, reason)
-               VALUES (:batch, :library, :idx, :offset, :reason)"""
-        ),
-        [{"batch": batch_id, "library": library_code, "idx": u.index, "offset": u.offset, "reason": u.reason}
-         for u in unreadable],
-    )
+    _copy(conn.connection.dbapi_connection, "quality.unreadable",
+          ("batch_id", "library_code", "record_index", "byte_offset", "reason"),
+          ((batch_id, library_code, u.index, u.offset, u.reason) for u in unreadable))
 
 
 def current_record_count(conn: sa.Connection, library_code: str) -> int:

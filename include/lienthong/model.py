@@ -9,6 +9,9 @@ import json
 from dataclasses import dataclass, field
 
 
+_HASH_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
 @dataclass
 class Item:
     """One physical copy held by a library."""
@@ -55,6 +58,6 @@ class CanonicalRecord:
         """Hash of the content only (not the position in the file), so an unchanged record keeps its hash."""
         content = {name: getattr(self, name) for name in self.CONTENT_FIELDS}
         content["items"] = [dict(vars(item)) for item in self.items]  # = asdict() for flat items, 10× cheaper
-        payload = json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        payload = _HASH_JSON.encode(content)
         self.record_hash = hashlib.sha256(payload.encode("utf-8")).hexdigest()
         return self.record_hash

@@ -46,7 +46,12 @@ def ingest_workers() -> int:
 def canonical_records(path: str | os.PathLike, *, encoding: str | None, library_code: str, item_field: str,
                       workers: int, batch_records: int | None = None
                       ) -> Iterator[CanonicalRecord | Unreadable] | None:
-    """The file's records, decoded and normalised by ``workers`` processes; None when it is not ISO 2709."""
+    """The file's records, decoded and normalised by ``workers`` processes; None when it is not ISO 2709.
+
+    None too inside a daemonic process (a multiprocessing pool's worker), which may not start processes.
+    """
+    if multiprocessing.current_process().daemon:
+        return None
     batches = iso2709_batches(Path(path), encoding=encoding, size=batch_records or BATCH_RECORDS)
     if batches is None:
         return None
