@@ -163,13 +163,17 @@ class _BatchRun:
                                                 item_field=self.item_field, workers=self.workers)
             if records is not None:
                 return records
-        return read_records(path, format=file_format, encoding=encoding)
+        return self._normalised(read_records(path, format=file_format, encoding=encoding))
 
-    def _chunk(self, chunk: list[ParsedRecord | CanonicalRecord | Unreadable]) -> None:
+    def _normalised(self, entries: Iterator[ParsedRecord | Unreadable]) -> Iterator[CanonicalRecord | Unreadable]:
+        """Each record normalised as it is read, so a chunk holds canonical records, not MARC objects."""
+        for entry in entries:
+            yield entry if isinstance(entry, Unreadable) else to_canonical(entry, self.library_code,
+                                                                           item_field=self.item_field)
+
+    def _chunk(self, chunk: list[CanonicalRecord | Unreadable]) -> None:
         unreadable = [self._named(entry) for entry in chunk if isinstance(entry, Unreadable)]
-        records = [entry if isinstance(entry, CanonicalRecord)
-                   else to_canonical(entry, self.library_code, item_field=self.item_field)
-                   for entry in chunk if not isinstance(entry, Unreadable)]
+        records = [entry for entry in chunk if not isinstance(entry, Unreadable)]
         self.result_counts["read"] += len(chunk)
         self.result_counts["unreadable"] += len(unreadable)
         for entry in unreadable:

@@ -286,8 +286,10 @@ def _batched_frames(source: _Source, forced: str | None, size: int) -> Iterator[
         yield FrameBatch(batch, file_encoding, forced is not None)
 
 
-def decode_batch(batch: FrameBatch) -> list[ParsedRecord | Unreadable]:
-    return [_decode_frame(index, frame, batch.file_encoding, batch.forced) for index, frame in batch.frames]
+def decode_batch(batch: FrameBatch) -> Iterator[ParsedRecord | Unreadable]:
+    """One record at a time: a decoded record is garbage once normalised, so few objects live at once."""
+    for index, frame in batch.frames:
+        yield _decode_frame(index, frame, batch.file_encoding, batch.forced)
 
 
 def _open(path: str | os.PathLike | BinaryIO, format: str, encoding: str | None
