@@ -533,3 +533,38 @@ def test_mangled_bytes_never_raise_and_are_all_accounted_for():
         tail = data[data.rfind(b"\x1d") + 1:]
         assert len(results) == data.count(b"\x1d") + (1 if tail.strip(IGNORABLE) else 0)
         assert [r.index for r in results] == list(range(len(results)))
+
+
+def _fields(record) -> list:
+    return [(f.tag, f.data) if f.is_control_field() else (f.tag, tuple(f.indicators), [tuple(s) for s in f.subfields])
+            for f in record.fields]
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent / "fixtures" / "marc-public").glob("*/*.m*rc")),
+                         ids=lambda p: p.name)
+def test_fast_path_reads_what_the_careful_path_reads(path):
+    """Every record that rmarc decodes comes out as the repairing decoder reads it: leader, fields, repairs."""
+    from lienthong import parse
+
+    for _, framed, file_encoding in parse._iso2709_frames(parse._Source(path), None):
+        if framed.data is None:
+            continue
+        fast = parse._clean_utf8_record(framed.data, declared=file_encoding is None)
+        if fast is None and file_encoding == "utf-8":
+            fast = parse._clean_utf8_record(framed.data, declared=False)
+        if fast is None:
+            continue
+        careful, used, repairs = parse._decode_iso_record(framed.data, file_encoding, fast=False)
+        assert (used, repairs) == ("utf-8", [])
+        assert str(fast.leader) == str(careful.leader)
+        assert _fields(fast) == _fields(careful)
+
+
+def test_fast_path_takes_the_common_record():
+    from lienthong import parse
+    from tests.marc_builders import book
+
+    raw = book("R1", "Toán 10").as_marc()
+    assert parse._clean_utf8_record(raw, declared=True) is not None
+    nfd = book("R1", unicodedata.normalize("NFD", "Toán 10")).as_marc()
+    assert parse._clean_utf8_record(nfd, declared=True) is None  # NFD: the careful path repairs it

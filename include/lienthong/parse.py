@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import pymarc
+import rmarc
 from lxml import etree
 from pymarc import marc8_mapping
 from pymarc.field import Indicators, Subfield
@@ -84,7 +85,7 @@ class ParsedRecord:
 
     index: int  # 0-based position in the file
     offset: int | None  # byte offset of the record in the file (ISO 2709), None for XML
-    record: pymarc.Record
+    record: pymarc.Record | rmarc.Record  # rmarc (pymarc's API) for a record that needed no repair
     encoding: str  # how the bytes were decoded: utf-8, marc-8, tcvn3, vni, cp1258 or the registry's codec
     repairs: list[str] = field(default_factory=list)
 
@@ -442,13 +443,18 @@ def _chain(head: list[_Frame], rest: Iterator[_Frame]) -> Iterator[_Frame]:
     yield from rest
 
 
-def _decode_iso_record(raw: bytes, file_encoding: str | None, forced: bool = False
-                       ) -> tuple[pymarc.Record, str, list[str]]:
+def _decode_iso_record(raw: bytes, file_encoding: str | None, forced: bool = False, *, fast: bool = True
+                       ) -> tuple[pymarc.Record | rmarc.Record, str, list[str]]:
     """Build a Record from one framed record, trusting terminators over the numbers the record states.
 
     `file_encoding` is the override or the legacy encoding decided for the whole file; without one the
-    record's own bytes decide between UTF-8, MARC-8 and the legacy encodings.
+    record's own bytes decide between UTF-8, MARC-8 and the legacy encodings. A record that needs no repair
+    at all goes to rmarc (`fast`), pymarc's API with a Rust core, which gives the same fields 2-3× faster.
     """
+    if fast and file_encoding in (None, "utf-8"):
+        clean = _clean_utf8_record(raw, declared=file_encoding is None)
+        if clean is not None:
+            return clean, "utf-8", []
     repairs: list[str] = []
     size = len(raw)
     if size - 1 < LEADER_LEN:
@@ -508,6 +514,44 @@ def _decode_iso_record(raw: bytes, file_encoding: str | None, forced: bool = Fal
 
 
 _PRINTABLE_LEADER = re.compile(rb"[\x20-\x7e]{24}")
+# A data field that needs nothing: two printable indicators, then subfields with printable codes.
+_PLAIN_DATA_FIELD = re.compile(rb"[\x20-\x7e]{2}(?:\x1f[\x21-\x7e][^\x1f]*|\x1f)+")
+
+
+def _clean_utf8_record(raw: bytes, *, declared: bool) -> rmarc.Record | None:
+    """rmarc's Record when the record is exactly what the careful path would read without a repair, else None.
+
+    That is: the leader states the true length and base address (and leader/09 says UTF-8 when the file's
+    encoding is not settled), the directory gives each field's true length and offset, every byte is UTF-8
+    already in NFC, control fields are ASCII, and every data field has plain indicators and subfield codes.
+    """
+    size = len(raw)
+    if size <= LEADER_LEN or not _PRINTABLE_LEADER.fullmatch(raw, 0, LEADER_LEN) or raw[:5] != b"%05d" % size:
+        return None
+    if declared and raw[9] != 0x61:  # leader/09 "a"
+        return None
+    directory_end = raw.find(FIELD_TERMINATOR, LEADER_LEN)
+    if directory_end < 0 or raw[12:17] != b"%05d" % (directory_end + 1):
+        return None
+    segments = raw[directory_end + 1:-1].split(FIELD_TERMINATOR)
+    if segments[-1]:
+        return None
+    tagged = _directory_in_order(raw[LEADER_LEN:directory_end], segments[:-1])
+    if not tagged:
+        return None
+    for tag, data in tagged:
+        if tag < "010" and tag.isdigit():
+            if not data.isascii():
+                return None
+        elif not _PLAIN_DATA_FIELD.fullmatch(data):
+            return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not (text.isascii() or unicodedata.is_normalized("NFC", text)):
+        return None
+    return rmarc.Record(data=raw, to_unicode=True, force_utf8=True)
 
 
 def _fields_from_directory(directory: bytes, body: bytes) -> tuple[list[tuple[str, bytes]], str | None]:
