@@ -179,3 +179,16 @@ def test_copy_text_arrays_round_trip(clean_warehouse):
         conn.execute(sa.text("CREATE TEMP TABLE arrays (v text[])"))
         load._copy(conn.connection.dbapi_connection, "arrays", ("v",), [(load._text_array(values),)])
         assert conn.execute(sa.text("SELECT v FROM arrays")).scalar_one() == values
+
+
+def test_copy_lines_keep_text_that_looks_like_null_or_escapes(clean_warehouse):
+    """A value "\\N" is text, not NULL; tabs, line breaks and backslashes survive COPY as they were."""
+    from lienthong import load
+
+    rows = [("\\N", None, "a\tb"), ("x", "c:\\dir", "dòng\r\nmới"), (None, "", "plain"), ("t", True, 7)]
+    with clean_warehouse.begin() as conn:
+        conn.execute(sa.text("CREATE TEMP TABLE copied (a text, b text, c text)"))
+        load._copy(conn.connection.dbapi_connection, "copied", ("a", "b", "c"), rows)
+        back = conn.execute(sa.text("SELECT a, b, c FROM copied")).all()
+    assert [tuple(r) for r in back] == [("\\N", None, "a\tb"), ("x", "c:\\dir", "dòng\r\nmới"), (None, "", "plain"),
+                                        ("t", "t", "7")]

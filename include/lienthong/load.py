@@ -34,19 +34,23 @@ ITEM_COLUMNS = (
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\ufffd"})
 
 
-_COPY_SPECIAL = re.compile(r"[\\\t\n\r\x00]")  # what _COPY_ESCAPES rewrites
+_LINE_BREAKS = re.compile(r"[\n\r\x00]")
 
 
 def _copy_line(row: Sequence) -> str:
     """One row in COPY's text format: NULL is \\N, so '' and NULL stay distinct.
 
-    Escaping is looked for once per row, since almost no catalogue text holds a tab or a backslash.
+    Almost no catalogue text holds a tab, a line break or a backslash, so the joined line is checked once:
+    as many tabs as separators and as many backslashes as NULLs means no value needs escaping.
     """
-    texts = [None if value is None else ("t" if value else "f") if isinstance(value, bool) else str(value)
-             for value in row]
-    if _COPY_SPECIAL.search("".join([text for text in texts if text is not None])):
-        texts = [None if text is None else text.translate(_COPY_ESCAPES) for text in texts]
-    return "\t".join(["\\N" if text is None else text for text in texts])
+    texts = ["\\N" if value is None else value if value.__class__ is str
+             else ("t" if value else "f") if value.__class__ is bool else str(value) for value in row]
+    line = "\t".join(texts)
+    if (line.count("\t") == len(texts) - 1 and line.count("\\") == list(row).count(None)
+            and not _LINE_BREAKS.search(line)):
+        return line
+    escaped = ["\\N" if value is None else text.translate(_COPY_ESCAPES) for value, text in zip(row, texts)]
+    return "\t".join(escaped)
 
 
 def _copy(raw_connection, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:

@@ -33,6 +33,8 @@ _KOHA_STATUS = (("1", "lost"), ("0", "withdrawn"), ("4", "damaged"))
 class _Text:
     """Normalise text the one way the contract demands, remembering which repairs that took (for audit)."""
 
+    __slots__ = ("nfc_changed", "tones_moved")
+
     def __init__(self) -> None:
         self.nfc_changed = False
         self.tones_moved = False
@@ -41,10 +43,9 @@ class _Text:
         if value is None:
             return None
         cleaned, nfc_changed, tones_moved = _normalised(value)
-        if nfc_changed:
-            self.nfc_changed = True
-        if tones_moved:
-            self.tones_moved = True
+        if nfc_changed or tones_moved:
+            self.nfc_changed |= nfc_changed
+            self.tones_moved |= tones_moved
         return cleaned
 
 
@@ -221,13 +222,18 @@ class _Fields:
             self._by_tag.setdefault(field.tag, []).append(field)
 
     def get_fields(self, *tags: str) -> list[pymarc.Field]:
-        """Fields with any of the tags, in record order (as pymarc.Record.get_fields)."""
+        """Fields with any of the tags, in record order (as pymarc.Record.get_fields); callers do not modify it."""
+        if len(tags) == 1:
+            return self._by_tag.get(tags[0], _NO_FIELDS)
         present = [tag for tag in tags if tag in self._by_tag]
         if len(present) == 1:
             return list(self._by_tag[present[0]])
         if not present:
             return []
         return [field for field in self._fields if field.tag in present]
+
+
+_NO_FIELDS: list = []
 
 
 def _control(record: _Fields, tag: str) -> str | None:

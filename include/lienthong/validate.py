@@ -268,6 +268,8 @@ def _clean(value: Any) -> str | None:
     """str stripped, blank → None; NaN/NA → None."""
     if value is None:
         return None
+    if value.__class__ is str:
+        return value.strip() or None
     if not isinstance(value, str):
         try:
             if pd.isna(value):
@@ -280,7 +282,9 @@ def _clean(value: Any) -> str | None:
 
 
 def _join(values: Iterable[Any]) -> str | None:
-    cleaned = [v for v in (_clean(value) for value in values) if v is not None]
+    if not values:
+        return None
+    cleaned = [v for v in map(_clean, values) if v is not None]
     return JOIN.join(cleaned) if cleaned else None
 
 
@@ -301,27 +305,19 @@ def records_frame(records: Iterable[CanonicalRecord], accession_seen: set[str] |
     is unique across the whole export; the first record using it keeps it, later ones fail.
     """
     records = list(records)
-    columns: dict[str, list] = {name: [] for name in COLUMNS}
-    for record in records:
-        item_call_numbers = (_clean(item.call_number) for item in record.items)
-        row = {
-            "record_key": f"{record.record_index}",
-            "local_id": _clean(record.local_id) or f"idx:{record.record_index}",
-            "record_index": int(record.record_index),
-            "title": _clean(record.title),
-            "author": _clean(record.author),
-            "pub_place": _clean(record.pub_place),
-            "publisher": _clean(record.publisher),
-            "pub_year": _clean(record.pub_year),
-            "keywords": _join(record.keywords),
-            "subjects": _join(record.subjects),
-            "accession_numbers": _join(item.accession_number for item in record.items),
-            "call_number": _clean(record.call_number)
-            or next((c for c in item_call_numbers if c is not None), None),
-            "quantity": None if record.quantity is None else int(record.quantity),
-        }
-        for name in COLUMNS:
-            columns[name].append(row[name])
+    columns: dict[str, list] = {
+        "record_key": [f"{r.record_index}" for r in records],
+        "local_id": [_clean(r.local_id) or f"idx:{r.record_index}" for r in records],
+        "record_index": [int(r.record_index) for r in records],
+        **{name: [_clean(getattr(r, name)) for r in records]
+           for name in ("title", "author", "pub_place", "publisher", "pub_year")},
+        "keywords": [_join(r.keywords) for r in records],
+        "subjects": [_join(r.subjects) for r in records],
+        "accession_numbers": [_join([item.accession_number for item in r.items]) for r in records],
+        "call_number": [_clean(r.call_number) or next((c for c in map(_clean, (i.call_number for i in r.items))
+                                                        if c is not None), None) for r in records],
+        "quantity": [None if r.quantity is None else int(r.quantity) for r in records],
+    }
     frame = pd.DataFrame(
         {
             name: (
