@@ -339,6 +339,8 @@ def _province_refresh(report: dict, options, files: list[str], marc_files: list[
     say(f"bare pymarc parse          : {ref_rate:10,.0f} records/s  (reference, {len(marc_files)} MARC exports "
         f"of {len(files)})")
     _child("reset")
+    # The libraries already fill the cores (as mapped tasks do in Airflow): one decoding process per library.
+    os.environ.setdefault("LIENTHONG_INGEST_WORKERS", "1")
     ingest = _child("ingest", str(options.workers), *codes)
     rate = _rate(ingest["records"], ingest["seconds"])
     say(f"ingest every export, {options.workers} procs: {ingest['seconds']:8.1f} s  {rate:10,.0f} records/s  "

@@ -159,8 +159,9 @@ class _BatchRun:
             return read_tabular(path, format=file_format, encoding=encoding, mapping=self.field_mapping,
                                 library_code=self.library_code)
         if self.workers > 1 and path.stat().st_size >= workers.PARALLEL_MIN_BYTES:
-            records = workers.canonical_records(path, encoding=encoding, library_code=self.library_code,
-                                                item_field=self.item_field, workers=self.workers)
+            records = workers.canonical_records(path, format=file_format, encoding=encoding,
+                                                library_code=self.library_code, item_field=self.item_field,
+                                                workers=self.workers)
             if records is not None:
                 return records
         return self._normalised(read_records(path, format=file_format, encoding=encoding))

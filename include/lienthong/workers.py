@@ -44,7 +44,7 @@ def ingest_workers() -> int:
 
 
 def canonical_records(path: str | os.PathLike, *, encoding: str | None, library_code: str, item_field: str,
-                      workers: int, batch_records: int | None = None
+                      workers: int, format: str = "auto", batch_records: int | None = None
                       ) -> Iterator[CanonicalRecord | Unreadable] | None:
     """The file's records, decoded and normalised by ``workers`` processes; None when it is not ISO 2709.
 
@@ -52,7 +52,7 @@ def canonical_records(path: str | os.PathLike, *, encoding: str | None, library_
     """
     if multiprocessing.current_process().daemon:
         return None
-    batches = iso2709_batches(Path(path), encoding=encoding, size=batch_records or BATCH_RECORDS)
+    batches = iso2709_batches(Path(path), format=format, encoding=encoding, size=batch_records or BATCH_RECORDS)
     if batches is None:
         return None
     return _in_order(batches, library_code, item_field, workers)
