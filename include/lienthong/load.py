@@ -110,16 +110,29 @@ def stage_records(
     return n_records, n_items
 
 
+def _copy_through_temp(conn: sa.Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
+    """COPY into a table under row-level security, which refuses COPY FROM: through a temporary twin."""
+    twin = "copy_" + table.replace(".", "_")
+    names = ", ".join(columns)
+    conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {twin} ON COMMIT DELETE ROWS AS "
+                         f"SELECT {names} FROM {table} WITH NO DATA")
+    count = _copy(conn.connection.dbapi_connection, twin, columns, rows)
+    if count:
+        conn.exec_driver_sql(f"INSERT INTO {table} ({names}) SELECT {names} FROM {twin}")
+        conn.exec_driver_sql(f"TRUNCATE {twin}")
+    return count
+
+
 def write_quarantine(conn: sa.Connection, batch_id: int, library_code: str,
                      records: Sequence[tuple[CanonicalRecord, list[str]]]) -> None:
-    _copy(conn.connection.dbapi_connection, "quality.quarantine",
+    _copy_through_temp(conn, "quality.quarantine",
           ("batch_id", "library_code", "local_id", "record_index", "record_hash", "title", "reasons", "record"),
           ((batch_id, library_code, rec.local_id, rec.record_index, rec.record_hash, rec.title,
             _text_array(reasons), _json(asdict(rec))) for rec, reasons in records))
 
 
 def write_failures(conn: sa.Connection, batch_id: int, library_code: str, failures: Sequence) -> None:
-    _copy(conn.connection.dbapi_connection, "quality.check_failure",
+    _copy_through_temp(conn, "quality.check_failure",
           ("batch_id", "library_code", "local_id", "record_index", "rule", "field", "value", "severity",
            "message_vi", "fix_vi", "record_hash", "default_severity", "accepted", "exception_id"),
           ((batch_id, library_code, f.local_id, f.record_index, f.rule, f.field,
@@ -129,7 +142,7 @@ def write_failures(conn: sa.Connection, batch_id: int, library_code: str, failur
 
 
 def write_unreadable(conn: sa.Connection, batch_id: int, library_code: str, unreadable: Sequence) -> None:
-    _copy(conn.connection.dbapi_connection, "quality.unreadable",
+    _copy_through_temp(conn, "quality.unreadable",
           ("batch_id", "library_code", "record_index", "byte_offset", "reason"),
           ((batch_id, library_code, u.index, u.offset, u.reason) for u in unreadable))
 
