@@ -203,9 +203,12 @@ def phase_load(n_records: int, seed: int) -> dict:
 
 
 def phase_build(profile: str) -> dict:
+    """The build on the loaded records, then a rebuild without changes (what a nightly run without new records
+    costs). Peak RSS of the build process and, separately, of its largest key worker (forked processes)."""
     from lienthong import catalog, warehouse
 
     engine = warehouse.engine()
+    load_before = os.getloadavg()
     started = time.perf_counter()
     if profile:
         import cProfile
@@ -215,14 +218,26 @@ def phase_build(profile: str) -> dict:
         profiler.dump_stats(profile)
     else:
         summary = catalog.build(engine)
-    return {"seconds": time.perf_counter() - started, "summary": summary, "peak_rss_mb": _peak_rss_mb()}
+    seconds = time.perf_counter() - started
+    load_after = os.getloadavg()
+    started = time.perf_counter()
+    rebuild = catalog.build(engine)
+    return {"seconds": seconds, "summary": summary, "peak_rss_mb": _peak_rss_mb(),
+            "workers_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            "load_average": {"before": load_before, "after": load_after},
+            "rebuild_without_changes": {"seconds": time.perf_counter() - started,
+                                        "match_seconds": rebuild["match_seconds"],
+                                        "cluster_seconds": rebuild["cluster_seconds"],
+                                        "clusters_written": rebuild["clusters_written"],
+                                        "members_written": rebuild["members_written"]}}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=20261126)
-    parser.add_argument("--profile", default="", help="write a cProfile of the build to this file")
+    parser.add_argument("--profile", default="", help="write a cProfile of the build to this file (key workers "
+                        "are forked and not profiled: LIENTHONG_INGEST_WORKERS=1 keeps them in-process)")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -253,9 +268,16 @@ def main() -> int:
     say(f"  catalog build            : {build['seconds']:8.1f} s  {rate:10,.0f} records/s  "
         f"peak RSS {build['peak_rss_mb']:.0f} MB (goal: 1,000,000 records under 120 s)")
     say(f"    match {s['match_seconds']:.1f} s (keys, {s['pairs_compared']:,} pairs compared, "
-        f"{s['same_keys_links']:,} same-keys links), cluster {s['cluster_seconds']:.1f} s")
+        f"{s['same_keys_links']:,} same-keys links), cluster {s['cluster_seconds']:.1f} s; "
+        f"key workers {s.get('key_workers', 0)} (peak RSS {build['workers_peak_rss_mb']:.0f} MB); "
+        f"load average {build['load_average']['before'][0]:.2f} → {build['load_average']['after'][0]:.2f}")
+    say(f"    steps: match {s.get('match_steps')}, cluster {s.get('cluster_steps')}")
     say(f"    {s['clusters']:,} clusters, {s['shared_clusters']:,} held by 2+ records, largest {s['largest_cluster']:,}; "
         f"links {s['links']}")
+    again = build["rebuild_without_changes"]
+    say(f"  rebuild without changes  : {again['seconds']:8.1f} s  (match {again['match_seconds']:.1f} s, cluster "
+        f"{again['cluster_seconds']:.1f} s, {again['clusters_written']} clusters and {again['members_written']} "
+        f"members written)")
     report.update(load=load, build={**build, "records_per_s": rate})
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"catalog-{options.records}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"

@@ -3,24 +3,34 @@ manifestation, with holdings, access levels, search and a MARC export for copy c
 
 A build has two phases, both safe to re-run:
 
-* **match** (incremental): match keys of new record versions are computed in Python (Vietnamese-aware,
-  :mod:`lienthong.matchkeys`) and COPYed into ``catalog.record_key``/``record_block``; PostgreSQL joins the
-  blocks to stream candidate pairs that involve a new record (never all pairs); each pair is compared and
-  the accepted ones are stored in ``catalog.link`` with their evidence. Keys and links of closed versions go
-  with them (ON DELETE CASCADE), unchanged records are never compared again.
-* **cluster** (set-based over the stored links): links are applied strongest first under constraints that
-  forbid a cluster to mix volumes, edition years, ISBNs, authors or access levels, or records a steward split;
-  a record without ISBN or year joins only a cluster it alone points to. Steward merges come first. Cluster ids
-  are inherited from the previous build by member overlap, so they stay stable while members stay.
+* **match** (incremental, one transaction): match keys of new record versions are computed in Python
+  (Vietnamese-aware, :mod:`lienthong.matchkeys`) once per distinct content (the same edition written the same way
+  recurs across libraries), by forked worker processes on every core for large builds, and COPYed into
+  ``catalog.record_key``/``record_block`` with their representative flag set at insert. Records with identical
+  keys are linked to their representative without comparison; PostgreSQL joins the blocks to stream candidate
+  pairs that involve a new representative (a temporary table, never all pairs and never a rewrite of the keys);
+  each pair is compared and the accepted ones are stored in ``catalog.link`` with their evidence. Keys and links
+  of closed versions go with them (ON DELETE CASCADE), unchanged records are never compared again. A bulk build
+  checks the foreign keys of blocks and links once at its end instead of row by row.
+* **cluster** (set-based over the stored links): links are applied strongest first, by a union-find over record
+  positions, under constraints that forbid a cluster to mix volumes, edition years, ISBNs, authors or access
+  levels, or records a steward split; a record without ISBN or year joins only a cluster it alone points to.
+  Steward merges come first. Cluster ids are inherited from the previous build by member overlap, so they stay
+  stable while members stay; only clusters and members that changed are rewritten.
 """
 from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import time
-from collections import Counter, defaultdict
-from dataclasses import dataclass
-from types import SimpleNamespace
+from array import array
+from bisect import bisect_left
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from itertools import islice
 
 import sqlalchemy as sa
 
@@ -31,6 +41,9 @@ from lienthong.matchkeys import RecordKeys
 #: such records still meet through their ISBN and author blocks.
 MAX_BLOCK = 400
 _BATCH = 5000
+#: Memory for the build's big sorts and hashes (a million keys, blocks and links), per transaction.
+_WORK_MEM = "256MB"
+_BULK_WORK_MEM = "1GB"
 
 ACCESS_LABELS_VI = {
     "metadata_only": "Chỉ tra cứu và xem dữ liệu",
@@ -48,27 +61,40 @@ class CatalogError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------ helpers
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_value(v) -> str:
+    if v is None:
+        return "\\N"
+    if isinstance(v, bool):
+        return "t" if v else "f"
+    if isinstance(v, (list, tuple)):
+        return "{" + ",".join('"' + str(x).replace("\\", "\\\\").replace('"', '\\"') + '"' for x in v) + "}"
+    text = str(v)
+    return text.translate(_ESCAPES) if "\\" in text or "\t" in text or "\n" in text or "\r" in text else text
+
+
+def _copy_text(rows: list[tuple]) -> str:
+    """Rows in COPY text format (also built in worker processes)."""
+    return "".join(["\t".join([_copy_value(v) for v in row]) + "\n" for row in rows])
+
+
 def _copy(raw, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
     if not rows:
         return
-    escapes = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-    def value(v) -> str:
-        if v is None:
-            return "\\N"
-        if isinstance(v, bool):
-            return "t" if v else "f"
-        if isinstance(v, (list, tuple)):
-            return "{" + ",".join('"' + str(x).replace("\\", "\\\\").replace('"', '\\"') + '"' for x in v) + "}"
-        text = str(v)
-        return text.translate(escapes) if "\\" in text or "\t" in text or "\n" in text or "\r" in text else text
-
-    buffer = io.StringIO()
-    for row in rows:
-        buffer.write("\t".join([value(v) for v in row]) + "\n")
-    buffer.seek(0)
     with raw.cursor() as cursor:
-        cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer)
+        cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", io.StringIO(_copy_text(rows)))
+
+
+@contextmanager
+def _step(steps: dict, name: str):
+    """Adds the seconds a step of the build took to ``steps`` (reported in the build's stats)."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        steps[name] = steps.get(name, 0.0) + time.monotonic() - started
 
 
 def parse_reference(reference: str) -> tuple[str, str]:
@@ -108,76 +134,216 @@ def refresh_access_rules(conn: sa.Connection, registry=None) -> int:
 _KEY_COLUMNS = ("record_id", "library_code", "local_id", "keys_version", "title_key", "volume", "author_key",
                 "publisher_key", "year", "isbn13s", "title_numbers", "search_folded", "search_exact", "title_words",
                 "signature")
+# New record versions grouped by the content their keys come from: the same edition written the same way
+# recurs across libraries, and its keys are computed once.
+_NEW_CONTENTS = """
+SELECT r.title, r.author, r.publisher, r.pub_year, r.isbns, r.keywords, r.subjects,
+       array_agg(r.record_id), array_agg(r.library_code), array_agg(r.local_id)
+FROM core.record r
+WHERE r.valid_to IS NULL
+  AND NOT EXISTS (SELECT 1 FROM catalog.record_key k WHERE k.record_id = r.record_id)
+GROUP BY r.title, r.author, r.publisher, r.pub_year, r.isbns, r.keywords, r.subjects
+"""
+#: Contents computed in this process before worker processes are started: below that, forking costs more.
+PARALLEL_MIN_CONTENTS = 2 * _BATCH
+_IN_FLIGHT_PER_WORKER = 3
 
 
-def _search_words(row) -> list[str]:
-    return [row.title or "", row.author or "", row.publisher or "", row.pub_year or "",
-            " ".join(row.keywords or ()), " ".join(row.subjects or ()), " ".join(row.isbns or ())]
+def _derived(title, author, publisher, pub_year, isbns, keywords, subjects) -> tuple[str, list[str], bool]:
+    """(the COPY text of a key row from keys_version to title_words, the blocks escaped for COPY, whether the
+    signature belongs to the record alone): all that does not depend on which record holds the content."""
+    keys = matchkeys.record_keys(title, author, publisher, pub_year, isbns)
+    exact = matchkeys.vn(" ".join((title or "", author or "", publisher or "", pub_year or "",
+                                   " ".join(keywords or ()), " ".join(subjects or ()), " ".join(isbns or ()))))
+    own_signature = not keys.title
+    columns = [matchkeys.KEYS_VERSION, keys.title, keys.volume, keys.author, keys.publisher, keys.year, keys.isbns,
+               keys.numbers, matchkeys.unmark(exact), exact, sorted(set(matchkeys.fold(title).split()))]
+    if not own_signature:
+        columns.append(matchkeys.signature(keys, 0))
+    return ("\t".join([_copy_value(v) for v in columns]), [_copy_value(b) for b in matchkeys.block_keys(keys)],
+            own_signature)
 
 
-def compute_keys(engine: sa.Engine) -> dict:
-    """Drop keys of closed or outdated record versions; compute keys of current versions that have none."""
-    with engine.begin() as conn:
-        removed = conn.execute(sa.text(
-            """DELETE FROM catalog.record_key k
-               WHERE k.keys_version <> :v
-                  OR NOT EXISTS (SELECT 1 FROM core.record r WHERE r.record_id = k.record_id AND r.valid_to IS NULL)"""
-        ), {"v": matchkeys.KEYS_VERSION}).rowcount
-    added = 0
-    raw = engine.raw_connection()
+def _key_rows(groups: list[tuple]) -> tuple[str, str, int]:
+    """Match keys and blocks of the records of a chunk of contents as COPY text, and the number of records;
+    runs in a worker process on large builds."""
+    key_lines, block_lines = [], []
+    for *content, record_ids, library_codes, local_ids in groups:
+        columns, blocks, own_signature = _derived(*content)
+        for record_id, library_code, local_id in zip(record_ids, library_codes, local_ids):
+            signature = f"\tr:{record_id}" if own_signature else ""
+            key_lines.append(
+                f"{record_id}\t{_copy_value(library_code)}\t{_copy_value(local_id)}\t{columns}{signature}\n")
+            block_lines += [f"{block}\t{record_id}\n" for block in blocks]
+    return "".join(key_lines), "".join(block_lines), len(key_lines)
+
+
+def _worker_count() -> int:
+    from lienthong.workers import ingest_workers
+
+    return ingest_workers()
+
+
+def _chunks(reader) -> Iterator[list[tuple]]:
+    while rows := reader.fetchmany(_BATCH):
+        yield rows
+
+
+def _computed(chunks: Iterator[list[tuple]], used: dict) -> Iterator[tuple[str, str, int]]:
+    """(keys, blocks, records) per chunk: the first chunks here, the rest on every core (forked workers that
+    only compute and never touch the inherited warehouse connection); ``used["key_workers"]`` says how many."""
+    workers = _worker_count()
+    used["key_workers"] = 0
+    for n, rows in enumerate(chunks, 1):
+        yield _key_rows(rows)
+        if workers > 1 and n * _BATCH >= PARALLEL_MIN_CONTENTS:
+            break
+    else:
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    used["key_workers"] = workers
+    in_flight: deque = deque()
     try:
-        reader = raw.cursor(name="catalog_new_records")
-        reader.itersize = _BATCH
-        reader.execute(
-            """SELECT r.record_id, r.library_code, r.local_id, r.title, r.author, r.publisher, r.pub_year, r.isbns,
-                      r.keywords, r.subjects
-               FROM core.record r
-               WHERE r.valid_to IS NULL
-                 AND NOT EXISTS (SELECT 1 FROM catalog.record_key k WHERE k.record_id = r.record_id)
-               ORDER BY r.record_id""")
-        keys_rows: list[tuple] = []
-        block_rows: list[tuple] = []
-
-        def flush() -> None:
-            _copy(raw, "catalog.record_key", _KEY_COLUMNS, keys_rows)
-            _copy(raw, "catalog.record_block", ("block", "record_id"), block_rows)
-            keys_rows.clear()
-            block_rows.clear()
-
-        columns = ("record_id", "library_code", "local_id", "title", "author", "publisher", "pub_year", "isbns",
-                   "keywords", "subjects")
-        for values in reader:
-            row = SimpleNamespace(**dict(zip(columns, values)))
-            keys = matchkeys.record_keys(row.title, row.author, row.publisher, row.pub_year, row.isbns)
-            exact = matchkeys.vn(" ".join(_search_words(row)))
-            keys_rows.append((row.record_id, row.library_code, row.local_id, matchkeys.KEYS_VERSION, keys.title,
-                              keys.volume, keys.author, keys.publisher, keys.year, list(keys.isbns),
-                              list(keys.numbers), matchkeys.unmark(exact), exact,
-                              sorted(set(matchkeys.fold(row.title).split())),
-                              matchkeys.signature(keys, row.record_id)))
-            block_rows += [(block, row.record_id) for block in matchkeys.block_keys(keys)]
-            added += 1
-            if len(keys_rows) >= _BATCH:
-                flush()
-        flush()
-        reader.close()
-        raw.commit()
+        for rows in chunks:
+            in_flight.append(pool.submit(_key_rows, rows))
+            if len(in_flight) >= workers * _IN_FLIGHT_PER_WORKER:
+                yield in_flight.popleft().result()
+        while in_flight:
+            yield in_flight.popleft().result()
     finally:
-        raw.close()
-    return {"keys_removed": removed, "keys_added": added}
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _compute_keys(raw, steps: dict) -> dict:
+    """Drop keys of closed or outdated record versions; compute keys of current versions that have none, into
+    catalog.record_key with their representative flag set once (no later rewrite of the table). Leaves the
+    temporary tables tmp_key (the new keys) and tmp_fix (signatures whose representative may have changed)."""
+    with _step(steps, "keys_remove"), raw.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE tmp_fix (signature text) ON COMMIT DROP")
+        cursor.execute(
+            """WITH gone AS (
+                   DELETE FROM catalog.record_key k
+                   WHERE k.keys_version <> %s
+                      OR NOT EXISTS (SELECT 1 FROM core.record r
+                                     WHERE r.record_id = k.record_id AND r.valid_to IS NULL)
+                   RETURNING k.signature)
+               INSERT INTO tmp_fix SELECT signature FROM gone""", (matchkeys.KEYS_VERSION,))
+        removed = cursor.rowcount
+        cursor.execute(f"CREATE TEMP TABLE tmp_key ON COMMIT DROP AS SELECT {', '.join(_KEY_COLUMNS)} "
+                       f"FROM catalog.record_key WITH NO DATA")
+        cursor.execute("CREATE TEMP TABLE tmp_block (block text, record_id bigint) ON COMMIT DROP")
+    added = 0
+    used: dict = {}
+    with _step(steps, "keys_compute"):
+        reader = raw.cursor(name="catalog_new_records")
+        reader.execute(_NEW_CONTENTS)
+        with raw.cursor() as cursor:
+            for keys_text, blocks_text, count in _computed(_chunks(reader), used):
+                cursor.copy_expert(f"COPY tmp_key ({', '.join(_KEY_COLUMNS)}) FROM STDIN", io.StringIO(keys_text))
+                cursor.copy_expert("COPY tmp_block (block, record_id) FROM STDIN", io.StringIO(blocks_text))
+                added += count
+        reader.close()
+    with _step(steps, "keys_insert"), raw.cursor() as cursor:
+        bulk = added >= BULK_MIN_RECORDS and _owns(cursor, ("catalog.record_key", "catalog.record_block",
+                                                             "catalog.link"))
+        if bulk:
+            _drop_foreign_keys(cursor)
+        cursor.execute("ANALYZE tmp_key")
+        # Signatures that older records share: their representative is settled below, not at insert.
+        cursor.execute(
+            """INSERT INTO tmp_fix SELECT DISTINCT t.signature FROM tmp_key t
+               WHERE EXISTS (SELECT 1 FROM catalog.record_key e WHERE e.signature = t.signature)""")
+        # Sorted in memory (a million keys are about 500 MB), inserted in primary key order.
+        cursor.execute(f"SET LOCAL work_mem = '{_BULK_WORK_MEM}'")
+        cursor.execute(
+            f"""INSERT INTO catalog.record_key ({', '.join(_KEY_COLUMNS)}, is_rep, pending)
+                SELECT {', '.join('t.' + c for c in _KEY_COLUMNS)},
+                       t.record_id = min(t.record_id) OVER (PARTITION BY t.signature), false
+                FROM tmp_key t ORDER BY t.record_id""")
+        cursor.execute(f"SET LOCAL work_mem = '{_WORK_MEM}'")
+    with _step(steps, "blocks_insert"), raw.cursor() as cursor:
+        cursor.execute("INSERT INTO catalog.record_block (block, record_id) SELECT block, record_id FROM tmp_block "
+                       "ORDER BY block, record_id")
+        cursor.execute("DROP TABLE tmp_block")
+    return {"keys_removed": removed, "keys_added": added, **used, "bulk_keys": bulk}
+
+
+#: From this many new keys, the foreign keys of blocks and links are dropped for the build's transaction and
+#: validated once at its end (one join instead of a check per row: "Populating a Database" in PostgreSQL's
+#: manual). Readers of blocks and links wait for the build meanwhile.
+BULK_MIN_RECORDS = 50_000
+_FOREIGN_KEYS = (("record_block", "record_block_record_id_fkey", "record_id"),
+                 ("link", "link_record_a_fkey", "record_a"), ("link", "link_record_b_fkey", "record_b"))
+
+
+def _owns(cursor, tables: tuple[str, ...]) -> bool:
+    """Whether this login may alter the tables (their owner's member): a DAG's pipeline login may not, and then
+    rows are checked one by one as usual."""
+    cursor.execute("SELECT bool_and(pg_has_role(current_user, c.relowner, 'USAGE')) FROM pg_class c "
+                   "WHERE c.oid = ANY(CAST(%s AS regclass[]))", (list(tables),))
+    return bool(cursor.fetchone()[0])
+
+
+def _drop_foreign_keys(cursor) -> None:
+    for table, name, _ in _FOREIGN_KEYS:
+        cursor.execute(f"ALTER TABLE catalog.{table} DROP CONSTRAINT {name}")
+
+
+def _restore_foreign_keys(cursor) -> None:
+    cursor.execute("SELECT conname FROM pg_constraint "
+                   "WHERE conname = ANY(%s) AND connamespace = CAST('catalog' AS regnamespace)",
+                   ([name for _, name, _ in _FOREIGN_KEYS],))
+    present = {name for (name,) in cursor.fetchall()}
+    for table, name, column in _FOREIGN_KEYS:
+        if name not in present:
+            cursor.execute(f"ALTER TABLE catalog.{table} ADD CONSTRAINT {name} FOREIGN KEY ({column}) "
+                           f"REFERENCES catalog.record_key (record_id) ON DELETE CASCADE")
+
+
+_FIX_REPRESENTATIVES = """
+WITH fix AS (SELECT DISTINCT signature FROM tmp_fix),
+rep AS (SELECT k.signature, min(k.record_id) AS record_id
+        FROM catalog.record_key k JOIN fix ON fix.signature = k.signature GROUP BY k.signature)
+UPDATE catalog.record_key k SET is_rep = (k.record_id = rep.record_id)
+FROM rep
+WHERE rep.signature = k.signature AND k.is_rep IS DISTINCT FROM (k.record_id = rep.record_id)
+RETURNING k.record_id, k.is_rep
+"""
+
+# Identical keys: linked to their representative without a comparison, with the evidence of identity. Only
+# new records and the records of a signature whose representative changed need a link.
+_SAME_KEYS = """
+WITH target AS (
+    SELECT record_id FROM tmp_key
+    UNION
+    SELECT k.record_id FROM catalog.record_key k WHERE k.signature IN (SELECT signature FROM tmp_fix)
+)
+INSERT INTO catalog.link (record_a, record_b, rule, score, scores)
+SELECT r.record_id, k.record_id, 'same_keys', 100,
+       jsonb_build_object('title', 100.0, 'author', CASE WHEN k.author_key <> '' THEN 100.0 END,
+                          'publisher', CASE WHEN k.publisher_key <> '' THEN 100.0 END,
+                          'year', CASE WHEN k.year <> '' THEN 100.0 END, 'isbn', k.isbn13s[1])
+FROM target
+JOIN catalog.record_key k ON k.record_id = target.record_id AND NOT k.is_rep
+JOIN catalog.record_key r ON r.signature = k.signature AND r.is_rep
+ORDER BY r.record_id, k.record_id
+ON CONFLICT DO NOTHING
+"""
+
+# Pairs sharing a block with a pending representative (compared for the first time), never all pairs.
 _CANDIDATES = """
-WITH small_block AS (
-    SELECT block FROM catalog.record_block GROUP BY block HAVING count(*) <= :max_block OR block LIKE 'i:%%'
+WITH touched AS (
+    SELECT DISTINCT x.block FROM tmp_pending p JOIN catalog.record_block x ON x.record_id = p.record_id
+), small_block AS (
+    SELECT b.block FROM catalog.record_block b JOIN touched t ON t.block = b.block
+    GROUP BY b.block HAVING count(*) <= :max_block OR b.block LIKE 'i:%%'
 ), pair AS (
     SELECT DISTINCT LEAST(x.record_id, y.record_id) AS a, GREATEST(x.record_id, y.record_id) AS b
-    FROM catalog.record_key p
+    FROM tmp_pending p
     JOIN catalog.record_block x ON x.record_id = p.record_id
     JOIN small_block s ON s.block = x.block
     JOIN catalog.record_block y ON y.block = x.block AND y.record_id <> x.record_id
     JOIN catalog.record_key q ON q.record_id = y.record_id AND q.is_rep
-    WHERE p.pending AND p.is_rep
 )
 SELECT pair.a, pair.b,
        ka.title_key, ka.volume, ka.author_key, ka.publisher_key, ka.year, ka.isbn13s, ka.title_numbers,
@@ -194,44 +360,37 @@ def _keys_from(values) -> RecordKeys:
     return RecordKeys(title, volume, author, publisher, year, tuple(isbns), tuple(numbers))
 
 
-_REPRESENTATIVES = """
-WITH rep AS (SELECT signature, min(record_id) AS record_id FROM catalog.record_key GROUP BY signature)
-UPDATE catalog.record_key k
-SET is_rep = (k.record_id = rep.record_id), pending = k.pending OR k.record_id = rep.record_id
-FROM rep
-WHERE rep.signature = k.signature AND k.is_rep IS DISTINCT FROM (k.record_id = rep.record_id)
-"""
-
-# Identical keys: linked to their representative without a comparison, with the evidence of identity.
-_SAME_KEYS = """
-INSERT INTO catalog.link (record_a, record_b, rule, score, scores)
-SELECT r.record_id, k.record_id, 'same_keys', 100,
-       jsonb_build_object('title', 100.0, 'author', CASE WHEN k.author_key <> '' THEN 100.0 END,
-                          'publisher', CASE WHEN k.publisher_key <> '' THEN 100.0 END,
-                          'year', CASE WHEN k.year <> '' THEN 100.0 END, 'isbn', k.isbn13s[1])
-FROM catalog.record_key k
-JOIN catalog.record_key r ON r.signature = k.signature AND r.is_rep
-WHERE NOT k.is_rep
-ON CONFLICT DO NOTHING
-"""
-
-
-def match_pending(engine: sa.Engine) -> dict:
-    """Compare every candidate pair involving a record not compared before; store the accepted links.
-
-    Only the oldest record of each signature (identical keys) is compared; the others are linked to it."""
-    compared = accepted = 0
-    vetoes: Counter = Counter()
-    raw = engine.raw_connection()
-    try:
-        with raw.cursor() as cursor:
-            cursor.execute(_REPRESENTATIVES)
-            cursor.execute(_SAME_KEYS)
-            same_keys = cursor.rowcount
-            # Fresh statistics: after a large load the planner otherwise takes the pending representatives for
-            # a handful and rescans the block aggregate once per record (minutes instead of seconds).
+def _match_pending(raw, steps: dict) -> dict:
+    """Link identical keys to their representative; compare every candidate pair of a pending representative
+    (new, or representative since this run) and store the accepted links."""
+    with _step(steps, "representatives"), raw.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE tmp_pending (record_id bigint PRIMARY KEY) ON COMMIT DROP")
+        became: list[tuple] = []
+        cursor.execute("SELECT 1 FROM tmp_fix LIMIT 1")
+        if cursor.fetchone():
+            cursor.execute(_FIX_REPRESENTATIVES)
+            became = [(record_id,) for record_id, is_rep in cursor.fetchall() if is_rep]
+        cursor.execute("INSERT INTO tmp_pending SELECT k.record_id FROM catalog.record_key k "
+                       "WHERE k.is_rep AND k.record_id IN (SELECT record_id FROM tmp_key)")
+        if became:
+            cursor.executemany("INSERT INTO tmp_pending VALUES (%s) ON CONFLICT DO NOTHING", became)
+        # Versions before the pending flag was retired.
+        cursor.execute("INSERT INTO tmp_pending SELECT record_id FROM catalog.record_key WHERE pending AND is_rep "
+                       "ON CONFLICT DO NOTHING")
+    with _step(steps, "same_keys"), raw.cursor() as cursor:
+        cursor.execute(_SAME_KEYS)
+        same_keys = cursor.rowcount
+    with _step(steps, "analyze"), raw.cursor() as cursor:
+        # Fresh statistics: after a large load the planner otherwise takes the pending representatives for
+        # a handful and rescans the block aggregate once per record (minutes instead of seconds).
+        cursor.execute("SELECT count(*) FROM tmp_key")
+        if cursor.fetchone()[0] >= _ANALYZE_MIN_RECORDS:
             cursor.execute("ANALYZE catalog.record_key")
             cursor.execute("ANALYZE catalog.record_block")
+        cursor.execute("ANALYZE tmp_pending")
+    compared = accepted = 0
+    vetoes: Counter = Counter()
+    with _step(steps, "compare"):
         reader = raw.cursor(name="catalog_candidates")
         reader.itersize = _BATCH
         reader.execute(_CANDIDATES.replace(":max_block", str(int(MAX_BLOCK))))
@@ -250,67 +409,96 @@ def match_pending(engine: sa.Engine) -> dict:
                 vetoes[result.rule] += 1
         _copy(raw, "catalog.link", ("record_a", "record_b", "rule", "score", "scores"), links)
         reader.close()
-        with raw.cursor() as cursor:
-            cursor.execute("UPDATE catalog.record_key SET pending = false WHERE pending")
-        raw.commit()
-    finally:
-        raw.close()
+    with raw.cursor() as cursor:
+        cursor.execute("UPDATE catalog.record_key SET pending = false WHERE pending")
     return {"pairs_compared": compared, "links_added": accepted + same_keys, "same_keys_links": same_keys,
             "pairs_rejected": dict(sorted(vetoes.items()))}
 
 
+#: New keys from which the big tables' statistics are refreshed before the candidate query.
+_ANALYZE_MIN_RECORDS = 10_000
+
+
 def match(engine: sa.Engine) -> dict:
+    """Keys of new record versions, then comparisons of new representatives, in one transaction: a failed
+    run leaves nothing half done, and the next run computes the same keys again."""
     started = time.monotonic()
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(7426005)"))
         refresh_access_rules(conn)
-    stats = compute_keys(engine)
-    stats.update(match_pending(engine))
+    steps: dict[str, float] = {}
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(7426005)")
+            cursor.execute(f"SET LOCAL work_mem = '{_WORK_MEM}'")
+        stats = _compute_keys(raw, steps)
+        stats.update(_match_pending(raw, steps))
+        with _step(steps, "foreign_keys"), raw.cursor() as cursor:
+            _restore_foreign_keys(cursor)
+        raw.commit()
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()
     stats["match_seconds"] = round(time.monotonic() - started, 2)
+    stats["match_steps"] = {k: round(v, 2) for k, v in steps.items()}
     return stats
 
 
 # ------------------------------------------------------------------------------------------ cluster phase
-@dataclass(slots=True)
-class _Node:
-    """A record's facts that a cluster must not mix."""
-
-    library_code: str
-    local_id: str
-    year: str
-    volume: str
-    isbns: frozenset
-    author: str
-    access: str
-    weak: bool
-
-
 class _Clusters:
-    """Union-find whose roots carry the facts of their members, so a merge that would mix two manifestations
-    is refused and reported instead of made."""
+    """Union-find over record positions (lists, not objects per record) whose roots carry the facts of their
+    members, so a merge that would mix two manifestations is refused and reported instead of made."""
 
-    def __init__(self, nodes: dict[int, _Node], splits: dict[int, set[int]]):
-        self.parent: dict[int, int] = {}
-        self.nodes = nodes
-        self.facts: dict[int, tuple] = {}
+    def __init__(self, record_ids: array, years: list, volumes: list, isbns: list, authors: list, access: list,
+                 weak: bytearray, splits: dict[int, set[int]]):
+        n = len(record_ids)
+        self.record_ids = record_ids
+        self.years, self.volumes, self.isbns, self.authors, self.access = years, volumes, isbns, authors, access
+        self.weak = weak
+        self.parent = list(range(n))
+        self.size = [1] * n
+        self.strong = [0 if w else 1 for w in weak]  # members with ISBN or year and author
+        self.facts: dict[int, tuple] = {}  # root of a merged cluster → sets of its members' facts
         self.splits = splits  # record → records it must never share a cluster with
-        self.members: dict[int, list[int]] = {}
+
+    def index(self, record_id: int) -> int:
+        return bisect_left(self.record_ids, record_id)
 
     def find(self, x: int) -> int:
+        parent = self.parent
         root = x
-        while self.parent.get(root, root) != root:
-            root = self.parent[root]
-        while self.parent.get(x, x) != root:
-            self.parent[x], x = root, self.parent[x]
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
         return root
 
     def _facts(self, root: int) -> tuple:
-        if root not in self.facts:
-            n = self.nodes[root]
-            self.facts[root] = ({n.year} - {""}, {n.volume}, set(n.isbns), {n.author} - {""}, {n.access})
-        return self.facts[root]
+        facts = self.facts.get(root)
+        if facts is None:
+            year, author = self.years[root], self.authors[root]
+            facts = ({year} if year else set(), {self.volumes[root]}, set(self.isbns[root]),
+                     {author} if author else set(), {self.access[root]})
+        return facts
 
     def conflict(self, ra: int, rb: int) -> str | None:
+        if ra not in self.facts and rb not in self.facts:  # two single records: compare their facts directly
+            ya, yb, aa, ab = self.years[ra], self.years[rb], self.authors[ra], self.authors[rb]
+            ia, ib = self.isbns[ra], self.isbns[rb]
+            if ya and yb and ya != yb:
+                return "year_differs"
+            if self.volumes[ra] != self.volumes[rb]:
+                return "volume_differs"
+            if ia and ib and not set(ia).intersection(ib):
+                return "isbn_differs"
+            if aa and ab and aa != ab:
+                return "author_differs"
+            if self.access[ra] != self.access[rb]:
+                return "access_level_differs"
+            return None
         fa, fb = self._facts(ra), self._facts(rb)
         if len(fa[0] | fb[0]) > 1:
             return "year_differs"
@@ -325,40 +513,51 @@ class _Clusters:
         return None
 
     def split_conflict(self, ra: int, rb: int) -> bool:
-        if not self.splits:
-            return False
-        small, large = sorted((ra, rb), key=lambda r: len(self.members.get(r, [r])))
-        large_members = set(self.members.get(large, [large]))
-        return any(self.splits.get(m, set()) & large_members for m in self.members.get(small, [small]))
+        """A steward split a record of one cluster from a record of the other (splits are few)."""
+        for record, others in self.splits.items():
+            if self.find(record) == ra and any(self.find(other) == rb for other in others):
+                return True
+        return False
 
     def union(self, ra: int, rb: int) -> None:
+        if self.size[ra] < self.size[rb]:
+            ra, rb = rb, ra
         fa, fb = self._facts(ra), self._facts(rb)
-        if len(self.members.get(ra, [ra])) < len(self.members.get(rb, [rb])):
-            ra, rb, fa, fb = rb, ra, fb, fa
-        self.parent[rb] = ra
         for mine, theirs in zip(fa, fb):
             mine |= theirs
+        self.facts[ra] = fa
         self.facts.pop(rb, None)
-        self.members.setdefault(ra, [ra]).extend(self.members.pop(rb, [rb]))
+        self.parent[rb] = ra
+        self.size[ra] += self.size[rb]
+        self.strong[ra] += self.strong[rb]
 
 
-@dataclass(slots=True)
-class _Link:
-    record_a: int
-    record_b: int
-    rule: str
-    score: float
-    scores: dict
-
-
-def _load_nodes(conn: sa.Connection) -> dict[int, _Node]:
-    rows = conn.execute(sa.text(
-        """SELECT k.record_id, k.library_code, k.local_id, k.year, k.volume, k.isbn13s, k.author_key,
-                  COALESCE(a.access_level, 'read_on_site')
+def _load_nodes(raw) -> _Clusters:
+    """The facts a cluster must not mix, one list entry per record in record id order; equal values share
+    one object, so a million records stay small."""
+    record_ids = array("q")
+    years, volumes, isbns, authors, access = [], [], [], [], []
+    weak = bytearray()
+    shared: dict = {}
+    one = shared.setdefault
+    reader = raw.cursor(name="catalog_nodes")
+    reader.itersize = 20_000
+    reader.execute(
+        """SELECT k.record_id, k.year, k.volume, k.isbn13s, k.author_key, COALESCE(a.access_level, 'read_on_site')
            FROM catalog.record_key k
-           LEFT JOIN catalog.access_rule a ON a.library_code = k.library_code AND a.scope = 'library'"""))
-    return {r[0]: _Node(r[1], r[2], r[3], r[4], frozenset(r[5]), r[6], r[7], matchkeys.is_weak(r[5], r[3], r[6]))
-            for r in rows}
+           LEFT JOIN catalog.access_rule a ON a.library_code = k.library_code AND a.scope = 'library'
+           ORDER BY k.record_id""")
+    for record_id, year, volume, isbn13s, author, level in reader:
+        record_ids.append(record_id)
+        years.append(one(year, year))
+        volumes.append(one(volume, volume))
+        numbers = tuple(isbn13s)
+        isbns.append(one(numbers, numbers))
+        authors.append(one(author, author))
+        access.append(one(level, level))
+        weak.append(matchkeys.is_weak(isbn13s, year, author))
+    reader.close()
+    return _Clusters(record_ids, years, volumes, isbns, authors, access, weak, {})
 
 
 def _load_decisions(conn: sa.Connection) -> list:
@@ -371,21 +570,36 @@ def _load_decisions(conn: sa.Connection) -> list:
            ORDER BY d.decision_id""")).all()
 
 
+def _copy_lines(raw, table: str, columns: tuple[str, ...], lines: Iterator[str]) -> None:
+    """COPY ready-made text lines in slices, so a million rows never sit in one buffer."""
+    with raw.cursor() as cursor:
+        while True:
+            text = "".join(islice(lines, 50_000))
+            if not text:
+                return
+            cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", io.StringIO(text))
+
+
 def cluster(engine: sa.Engine) -> dict:
     """Apply the stored links and decisions; write clusters, members with evidence, link statuses."""
     started = time.monotonic()
+    steps: dict[str, float] = {}
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(7426005)"))
-        nodes = _load_nodes(conn)
-        decisions = _load_decisions(conn)
-        splits: dict[int, set[int]] = defaultdict(set)
+        conn.execute(sa.text(f"SET LOCAL work_mem = '{_WORK_MEM}'"))
+        raw = conn.connection.dbapi_connection
+        with _step(steps, "load"):
+            uf = _load_nodes(raw)
+            decisions = _load_decisions(conn)
+        index, find, weak = uf.index, uf.find, uf.weak
         for d in decisions:
             if d.kind == "split":
-                splits[d.a].add(d.b)
-                splits[d.b].add(d.a)
-        uf = _Clusters(nodes, dict(splits))
-        joined_by: dict[int, tuple[str, dict]] = {}
-        raw = conn.connection.dbapi_connection
+                uf.splits.setdefault(index(d.a), set()).add(index(d.b))
+                uf.splits.setdefault(index(d.b), set()).add(index(d.a))
+        n = len(uf.record_ids)
+        joined_rule: list[str | None] = [None] * n  # how each record first joined, and the record it joined
+        joined_other = array("q", bytes(8 * n))
+        steward_evidence: dict[int, dict] = {}
         conn.execute(sa.text(
             "CREATE TEMP TABLE tmp_status (record_a bigint, record_b bigint, status text, reason text) "
             "ON COMMIT DROP"))
@@ -395,15 +609,15 @@ def cluster(engine: sa.Engine) -> dict:
         def record_status(a: int, b: int, status: str, reason: str | None) -> None:
             statuses.append((a, b, status, reason))
             status_counts[status] += 1
-            if len(statuses) >= _BATCH:
+            if len(statuses) >= 10 * _BATCH:
                 _copy(raw, "tmp_status", ("record_a", "record_b", "status", "reason"), statuses)
                 statuses.clear()
 
-        def join(a: int, b: int, rule: str, evidence: dict, force: bool = False) -> tuple[str, str | None]:
-            ra, rb = uf.find(a), uf.find(b)
+        def join(a: int, b: int, rule: str, force: bool = False) -> tuple[str, str | None]:
+            ra, rb = find(a), find(b)
             if ra == rb:
                 return "redundant", None
-            if uf.split_conflict(ra, rb):
+            if uf.splits and uf.split_conflict(ra, rb):
                 return "conflict", "steward_split"
             reason = uf.conflict(ra, rb)
             if force and reason != "access_level_differs":  # a steward overrules all but the access policy
@@ -412,117 +626,155 @@ def cluster(engine: sa.Engine) -> dict:
                 return "conflict", reason
             uf.union(ra, rb)
             for record, other in ((a, b), (b, a)):
-                joined_by.setdefault(record, (rule, dict(evidence, linked_to=other)))
+                if joined_rule[record] is None:
+                    joined_rule[record] = rule
+                    joined_other[record] = other
             return "joined", None
 
-        for d in decisions:
-            if d.kind == "merge":
-                join(d.a, d.b, "steward_merge", {"decision_id": d.decision_id, "reason": d.reason}, force=True)
+        with _step(steps, "union"):
+            for d in decisions:
+                if d.kind == "merge":
+                    a, b = index(d.a), index(d.b)
+                    free = [record for record in (a, b) if joined_rule[record] is None]
+                    if join(a, b, "steward_merge", force=True)[0] == "joined":
+                        for record in free:
+                            steward_evidence[record] = {"decision_id": d.decision_id, "reason": d.reason}
 
-        # Strongest first, streamed in PostgreSQL's order: links are never all held in memory.
-        reader = raw.cursor(name="catalog_links")
-        reader.itersize = _BATCH
-        priority = " ".join(f"WHEN '{rule}' THEN {rank}" for rule, rank in _RULE_PRIORITY.items())
-        reader.execute(f"SELECT record_a, record_b, rule, score, scores FROM catalog.link "
-                       f"ORDER BY CASE rule {priority} ELSE 9 END, score DESC, record_a, record_b")
-        deferred: dict[int, list] = defaultdict(list)
-        for values in reader:
-            link = _Link(*values)
-            weak_a, weak_b = nodes[link.record_a].weak, nodes[link.record_b].weak
-            if weak_a or weak_b:
-                deferred[link.record_a if weak_a else link.record_b].append(link)
-                continue
-            evidence = {"score": float(link.score), "scores": link.scores}
-            record_status(link.record_a, link.record_b, *join(link.record_a, link.record_b, link.rule, evidence))
-        reader.close()
-        # A record without ISBN or year joins only the one cluster its links point to.
-        for weak, weak_links in sorted(deferred.items()):
-            targets = {uf.find(l.record_b if l.record_a == weak else l.record_a) for l in weak_links}
-            strong_targets = {t for t in targets if not all(nodes[m].weak for m in uf.members.get(t, [t]))}
-            if len(strong_targets) > 1:
-                for l in weak_links:
-                    record_status(l.record_a, l.record_b, "ambiguous", "no_year_or_isbn")
-                continue
-            for link in weak_links:
-                other = link.record_b if link.record_a == weak else link.record_a
-                if strong_targets and uf.find(other) not in strong_targets:
-                    record_status(link.record_a, link.record_b, "ambiguous", "no_year_or_isbn")
+            # Strongest first, streamed in PostgreSQL's order: links are never all held in memory.
+            reader = raw.cursor(name="catalog_links")
+            reader.itersize = 20_000
+            priority = " ".join(f"WHEN '{rule}' THEN {rank}" for rule, rank in _RULE_PRIORITY.items())
+            reader.execute(f"SELECT record_a, record_b, rule FROM catalog.link "
+                           f"ORDER BY CASE rule {priority} ELSE 9 END, score DESC, record_a, record_b")
+            deferred: dict[int, list] = defaultdict(list)
+            for record_a, record_b, rule in reader:
+                a, b = index(record_a), index(record_b)
+                if weak[a] or weak[b]:
+                    deferred[a if weak[a] else b].append((a, b, rule))
                     continue
-                evidence = {"score": float(link.score), "scores": link.scores}
-                record_status(link.record_a, link.record_b,
-                              *join(link.record_a, link.record_b, link.rule, evidence))
+                record_status(record_a, record_b, *join(a, b, rule))
+            reader.close()
+            # A record without ISBN or year joins only the one cluster its links point to.
+            ids = uf.record_ids
+            for weak_record, weak_links in sorted(deferred.items()):
+                targets = {find(b if a == weak_record else a) for a, b, _ in weak_links}
+                strong_targets = {t for t in targets if uf.strong[t]}
+                if len(strong_targets) > 1:
+                    for a, b, _ in weak_links:
+                        record_status(ids[a], ids[b], "ambiguous", "no_year_or_isbn")
+                    continue
+                for a, b, rule in weak_links:
+                    other = b if a == weak_record else a
+                    if strong_targets and find(other) not in strong_targets:
+                        record_status(ids[a], ids[b], "ambiguous", "no_year_or_isbn")
+                        continue
+                    record_status(ids[a], ids[b], *join(a, b, rule))
+            _copy(raw, "tmp_status", ("record_a", "record_b", "status", "reason"), statuses)
+            del deferred, statuses
 
-        components: dict[int, list[int]] = defaultdict(list)
-        for record in nodes:
-            components[uf.find(record)].append(record)
-        assigned = _stable_ids(conn, nodes, list(components.values()))
+        with _step(steps, "members"):
+            # Each component is named by its oldest record until it gets its cluster id.
+            component = array("q", bytes(8 * n))
+            oldest: dict[int, int] = {}
+            for i in range(n):
+                root = find(i)
+                component[i] = oldest.setdefault(root, ids[i])
+            del oldest, uf
 
-        conn.execute(sa.text("DELETE FROM catalog.cluster_member"))
-        conn.execute(sa.text("DELETE FROM catalog.cluster"))
-        conn.execute(sa.text("CREATE TEMP TABLE tmp_member (LIKE catalog.cluster_member) ON COMMIT DROP"))
-        member_columns = ("record_id", "library_code", "local_id", "cluster_id", "rule", "evidence")
-        member_rows = []
-        for cluster_id, members in assigned:
-            for record in members:
-                node = nodes[record]
-                rule, evidence = joined_by.get(record, ("alone", {}))
-                if "linked_to" in evidence:
-                    other = nodes[evidence["linked_to"]]
-                    evidence = dict(evidence, linked_to=f"{other.library_code}:{other.local_id}")
-                member_rows.append((record, node.library_code, node.local_id, cluster_id, rule,
-                                    json.dumps(evidence, ensure_ascii=False)))
-                if len(member_rows) >= _BATCH:  # streamed: a million members never sit in one buffer
-                    _copy(raw, "tmp_member", member_columns, member_rows)
-                    member_rows.clear()
-        _copy(raw, "tmp_member", member_columns, member_rows)
-        _copy(raw, "tmp_status", ("record_a", "record_b", "status", "reason"), statuses)
-        conn.execute(sa.text(_INSERT_CLUSTERS))
-        conn.execute(sa.text(
-            "INSERT INTO catalog.cluster_member SELECT * FROM tmp_member"))
-        conn.execute(sa.text(
-            """UPDATE catalog.link l SET status = t.status, status_reason = t.reason
-               FROM tmp_status t WHERE t.record_a = l.record_a AND t.record_b = l.record_b
-                 AND (l.status, l.status_reason) IS DISTINCT FROM (t.status, t.reason)"""))
+            def lines() -> Iterator[str]:
+                for i in range(n):
+                    rule = joined_rule[i]
+                    if rule is None:
+                        yield f"{ids[i]}\t{component[i]}\talone\t\\N\t\\N\n"
+                        continue
+                    evidence = steward_evidence.get(i)
+                    evidence = _copy_text([(json.dumps(evidence, ensure_ascii=False),)])[:-1] if evidence else "\\N"
+                    yield f"{ids[i]}\t{component[i]}\t{rule}\t{ids[joined_other[i]]}\t{evidence}\n"
+
+            conn.execute(sa.text(
+                "CREATE TEMP TABLE tmp_assign (record_id bigint, component bigint, rule text, linked_to bigint, "
+                "evidence jsonb) ON COMMIT DROP"))
+            _copy_lines(raw, "tmp_assign", ("record_id", "component", "rule", "linked_to", "evidence"), lines())
+            del component, joined_rule, joined_other
+            conn.execute(sa.text("ANALYZE tmp_assign"))
+        with _step(steps, "stable_ids"):
+            _stable_ids(conn, raw)
+        with _step(steps, "evidence"):
+            conn.execute(sa.text(_MEMBERS))
+            conn.execute(sa.text("ANALYZE tmp_member"))
+        with _step(steps, "clusters"):
+            conn.execute(sa.text(_NEW_CLUSTERS))
+            conn.execute(sa.text("ANALYZE tmp_cluster"))
+        with _step(steps, "write"):
+            written = _write_clusters(conn)
+        with _step(steps, "link_status"):
+            conn.execute(sa.text(
+                """UPDATE catalog.link l SET status = t.status, status_reason = t.reason
+                   FROM tmp_status t WHERE t.record_a = l.record_a AND t.record_b = l.record_b
+                     AND (l.status, l.status_reason) IS DISTINCT FROM (t.status, t.reason)"""))
         counts = conn.execute(sa.text(
             """SELECT count(*), count(*) FILTER (WHERE members > 1), coalesce(max(members), 0)
                FROM catalog.cluster""")).one()
-    return {"records": len(nodes), "clusters": counts[0], "shared_clusters": counts[1], "largest_cluster": counts[2],
+    return {"records": n, "clusters": counts[0], "shared_clusters": counts[1], "largest_cluster": counts[2],
             "links": dict(sorted(status_counts.items())), "decisions": len(decisions),
-            "cluster_seconds": round(time.monotonic() - started, 2)}
+            **written, "cluster_seconds": round(time.monotonic() - started, 2),
+            "cluster_steps": {k: round(v, 2) for k, v in steps.items()}}
 
 
-def _stable_ids(conn: sa.Connection, nodes: dict[int, _Node], components: list[list[int]]) -> list:
+# The member rows with their evidence: the link a record first joined by (its scores) and the record it joined.
+_MEMBERS = """
+CREATE TEMP TABLE tmp_member ON COMMIT DROP AS
+SELECT a.record_id, k.library_code, k.local_id, c.cluster_id, a.rule,
+       CASE WHEN a.linked_to IS NULL THEN CAST('{}' AS jsonb)
+            WHEN a.evidence IS NOT NULL
+                 THEN a.evidence || jsonb_build_object('linked_to', o.library_code || ':' || o.local_id)
+            ELSE jsonb_build_object('score', l.score, 'scores', l.scores,
+                                    'linked_to', o.library_code || ':' || o.local_id) END AS evidence
+FROM tmp_assign a
+JOIN tmp_component c ON c.component = a.component
+JOIN catalog.record_key k ON k.record_id = a.record_id
+LEFT JOIN catalog.record_key o ON o.record_id = a.linked_to
+LEFT JOIN catalog.link l
+       ON l.record_a = LEAST(a.record_id, a.linked_to) AND l.record_b = GREATEST(a.record_id, a.linked_to)
+"""
+
+
+def _stable_ids(conn: sa.Connection, raw) -> None:
     """Each component inherits the previous id it shares most members with (by library and 001); each old id
-    goes to one component only; the others get new ids."""
-    previous = {(r[0], r[1]): r[2] for r in conn.execute(sa.text(
-        "SELECT library_code, local_id, cluster_id FROM catalog.cluster_member"))}
-    components.sort(key=lambda members: min(members))
-    offers = []
-    for index, members in enumerate(components):
-        counts = Counter(previous.get((nodes[m].library_code, nodes[m].local_id)) for m in members)
-        counts.pop(None, None)
-        offers += [(-count, old_id, index) for old_id, count in counts.items()]
-    offers.sort()
+    goes to one component only; the others get new ids. Writes tmp_component (component → cluster id)."""
+    offers = conn.execute(sa.text(
+        """SELECT a.component, m.cluster_id
+           FROM tmp_assign a
+           JOIN catalog.record_key k ON k.record_id = a.record_id
+           JOIN catalog.cluster_member m ON m.library_code = k.library_code AND m.local_id = k.local_id
+           GROUP BY a.component, m.cluster_id
+           ORDER BY count(*) DESC, m.cluster_id, a.component"""))
     ids: dict[int, int] = {}
     used: set[int] = set()
-    for _, old_id, index in offers:
-        if index not in ids and old_id not in used:
-            ids[index] = old_id
+    for component, old_id in offers:
+        if component not in ids and old_id not in used:
+            ids[component] = old_id
             used.add(old_id)
-    fresh = [i for i in range(len(components)) if i not in ids]
+    fresh = conn.execute(sa.text("SELECT DISTINCT component FROM tmp_assign ORDER BY 1")).scalars().all()
+    fresh = [c for c in fresh if c not in ids]
     if fresh:
-        conn.execute(sa.text("SELECT setval('catalog.cluster_id_seq', greatest(:m, "
-                             "(SELECT last_value FROM catalog.cluster_id_seq)))"),
-                     {"m": max(previous.values(), default=1)})
+        conn.execute(sa.text("SELECT setval('catalog.cluster_id_seq', greatest("
+                             "(SELECT coalesce(max(cluster_id), 1) FROM catalog.cluster_member), "
+                             "(SELECT last_value FROM catalog.cluster_id_seq)))"))
         new_ids = conn.execute(sa.text("SELECT nextval('catalog.cluster_id_seq') FROM generate_series(1, :n)"),
                                {"n": len(fresh)}).scalars().all()
         ids.update(zip(fresh, new_ids))
-    return [(ids[i], members) for i, members in enumerate(components)]
+    conn.execute(sa.text("CREATE TEMP TABLE tmp_component (component bigint PRIMARY KEY, cluster_id bigint) "
+                         "ON COMMIT DROP"))
+    _copy_lines(raw, "tmp_component", ("component", "cluster_id"),
+                (f"{component}\t{cluster_id}\n" for component, cluster_id in ids.items()))
+    conn.execute(sa.text("ANALYZE tmp_component"))
 
 
 # Preferred record: complete in the seven mandatory elements, no warnings, most elements filled, decoded
 # without repairs (the export carries no encoding level, leader/17), held by a group's lead library, oldest id.
-_INSERT_CLUSTERS = """
+_NEW_CLUSTERS = """
+CREATE TEMP TABLE tmp_cluster ON COMMIT DROP AS
 WITH ranked AS (
     SELECT DISTINCT ON (m.cluster_id) m.cluster_id, r.record_id
     FROM tmp_member m
@@ -533,8 +785,9 @@ WITH ranked AS (
               + (r.language IS NOT NULL)::int + (cardinality(r.keywords) > 0)::int
               + (cardinality(r.subjects) > 0)::int + (r.call_number IS NOT NULL)::int) DESC,
              cardinality(r.repairs),
-             EXISTS (SELECT 1 FROM core.library_group g WHERE g.lead_library = r.library_code
-                     AND g.valid_from <= current_date AND (g.valid_to IS NULL OR current_date <= g.valid_to)) DESC,
+             r.library_code = ANY (ARRAY(
+                 SELECT g.lead_library FROM core.library_group g WHERE g.lead_library IS NOT NULL
+                   AND g.valid_from <= current_date AND (g.valid_to IS NULL OR current_date <= g.valid_to))) DESC,
              r.record_id
 ), agg AS (
     SELECT m.cluster_id, count(*) AS members, count(DISTINCT m.library_code) AS libraries,
@@ -548,17 +801,76 @@ WITH ranked AS (
     LEFT JOIN catalog.access_rule a ON a.library_code = m.library_code AND a.scope = 'library'
     GROUP BY m.cluster_id
 )
-INSERT INTO catalog.cluster (cluster_id, preferred_record_id, access_level, members, libraries, title, author,
-                             publisher, pub_year, volume, isbn13s, search_folded, search_exact, title_words,
-                             search_tsv, exact_tsv)
-SELECT ranked.cluster_id, r.record_id, agg.access_level, agg.members, agg.libraries, r.title, r.author,
-       r.publisher, r.pub_year, k.volume, k.isbn13s, agg.folded, agg.exact, k.title_words,
-       to_tsvector('simple', agg.folded), to_tsvector('simple', agg.exact)
+SELECT ranked.cluster_id, r.record_id AS preferred_record_id, agg.access_level,
+       CAST(agg.members AS integer) AS members, CAST(agg.libraries AS integer) AS libraries,
+       r.title, r.author, r.publisher, r.pub_year, k.volume, k.isbn13s,
+       agg.folded AS search_folded, agg.exact AS search_exact, k.title_words,
+       to_tsvector('simple', agg.folded) AS search_tsv, to_tsvector('simple', agg.exact) AS exact_tsv
 FROM ranked
 JOIN agg ON agg.cluster_id = ranked.cluster_id
 JOIN core.record r ON r.record_id = ranked.record_id
 JOIN catalog.record_key k ON k.record_id = ranked.record_id
 """
+
+
+_CLUSTER_COLUMNS = ("cluster_id", "preferred_record_id", "access_level", "members", "libraries", "title", "author",
+                    "publisher", "pub_year", "volume", "isbn13s", "search_folded", "search_exact", "title_words",
+                    "search_tsv", "exact_tsv")
+_MEMBER_COLUMNS = ("record_id", "library_code", "local_id", "cluster_id", "rule", "evidence")
+#: From this many clusters or members to write (a first build, new match rules), the search indexes and the
+#: members' foreign key are rebuilt once after writing instead of updated row by row; searches wait meanwhile.
+BULK_MIN_ROWS = 50_000
+
+
+def _same(alias: str, other: str, columns: tuple[str, ...]) -> str:
+    return (f"ROW({', '.join(f'{alias}.{c}' for c in columns)}) IS NOT DISTINCT FROM "
+            f"ROW({', '.join(f'{other}.{c}' for c in columns)})")
+
+
+def _write_clusters(conn: sa.Connection) -> dict:
+    """Replace only the clusters and members that changed (a rebuild without changes writes nothing); the
+    ones a member's cluster no longer has are deleted first (their members with them, then rewritten)."""
+    deleted = conn.execute(sa.text(
+        f"""DELETE FROM catalog.cluster c WHERE NOT EXISTS (
+                SELECT 1 FROM tmp_cluster t
+                WHERE t.cluster_id = c.cluster_id AND {_same('t', 'c', _CLUSTER_COLUMNS)})""")).rowcount
+    conn.execute(sa.text(
+        f"""DELETE FROM catalog.cluster_member m WHERE NOT EXISTS (
+                SELECT 1 FROM tmp_member t WHERE t.record_id = m.record_id AND {_same('t', 'm', _MEMBER_COLUMNS)})"""))
+    new_clusters = conn.execute(sa.text(
+        "SELECT count(*) FROM tmp_cluster t WHERE NOT EXISTS "
+        "(SELECT 1 FROM catalog.cluster c WHERE c.cluster_id = t.cluster_id)")).scalar_one()
+    new_members = conn.execute(sa.text(
+        "SELECT count(*) FROM tmp_member t WHERE NOT EXISTS "
+        "(SELECT 1 FROM catalog.cluster_member m WHERE m.record_id = t.record_id)")).scalar_one()
+    bulk = new_clusters >= BULK_MIN_ROWS or new_members >= BULK_MIN_ROWS
+    if bulk:
+        with conn.connection.dbapi_connection.cursor() as cursor:
+            bulk = _owns(cursor, ("catalog.cluster", "catalog.cluster_member"))
+    if bulk:
+        conn.execute(sa.text(f"SET LOCAL maintenance_work_mem = '{_WORK_MEM}'"))
+        conn.execute(sa.text("DROP INDEX catalog.cluster_search_idx, catalog.cluster_exact_idx"))
+        conn.execute(sa.text("ALTER TABLE catalog.cluster_member DROP CONSTRAINT cluster_member_cluster_id_fkey"))
+    columns = ", ".join(_CLUSTER_COLUMNS)
+    conn.execute(sa.text(
+        f"""INSERT INTO catalog.cluster ({columns})
+            SELECT {', '.join('t.' + c for c in _CLUSTER_COLUMNS)} FROM tmp_cluster t
+            WHERE NOT EXISTS (SELECT 1 FROM catalog.cluster c WHERE c.cluster_id = t.cluster_id)
+            ORDER BY t.cluster_id"""))
+    columns = ", ".join(_MEMBER_COLUMNS)
+    conn.execute(sa.text(
+        f"""INSERT INTO catalog.cluster_member ({columns})
+            SELECT {', '.join('t.' + c for c in _MEMBER_COLUMNS)} FROM tmp_member t
+            WHERE NOT EXISTS (SELECT 1 FROM catalog.cluster_member m WHERE m.record_id = t.record_id)
+            ORDER BY t.record_id"""))
+    if bulk:
+        conn.execute(sa.text("CREATE INDEX cluster_search_idx ON catalog.cluster USING gin (search_tsv)"))
+        conn.execute(sa.text("CREATE INDEX cluster_exact_idx ON catalog.cluster USING gin (exact_tsv)"))
+        conn.execute(sa.text(
+            "ALTER TABLE catalog.cluster_member ADD CONSTRAINT cluster_member_cluster_id_fkey FOREIGN KEY "
+            "(cluster_id) REFERENCES catalog.cluster (cluster_id) ON DELETE CASCADE"))
+    return {"clusters_deleted": deleted, "clusters_written": new_clusters, "members_written": new_members,
+            "bulk_clusters": bulk}
 
 
 def build(engine: sa.Engine | None = None) -> dict:
