@@ -92,7 +92,7 @@ def backup(out: str | Path, *, with_landing: bool = False, database: str | None 
         partial.unlink(missing_ok=True)
     with engine.connect() as conn:
         tables = conn.execute(sa.text(
-            "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")).scalar_one()
+            "SELECT count(*) FROM pg_tables WHERE schemaname !~ '^(pg_|information_schema$)'")).scalar_one()
     files = landing_manifest(engine)
     tar_path = None
     if with_landing:
@@ -123,7 +123,7 @@ def _is_empty(database: str) -> bool:
     try:
         with engine.connect() as conn:
             return conn.execute(sa.text(
-                "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+                "SELECT count(*) FROM pg_tables WHERE schemaname !~ '^(pg_|information_schema$)'"
             )).scalar_one() == 0
     finally:
         engine.dispose()

@@ -114,7 +114,7 @@ def _copy_through_temp(conn: sa.Connection, table: str, columns: Sequence[str], 
     """COPY into a table under row-level security, which refuses COPY FROM: through a temporary twin."""
     twin = "copy_" + table.replace(".", "_")
     names = ", ".join(columns)
-    conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {twin} ON COMMIT DELETE ROWS AS "
+    conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {twin} ON COMMIT DROP AS "
                          f"SELECT {names} FROM {table} WITH NO DATA")
     count = _copy(conn.connection.dbapi_connection, twin, columns, rows)
     if count:
