@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from lienthong import catalog
-from tests.conftest import REGISTRY_TABLES, STAGE_SCHEMAS
+from tests.conftest import empty_warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -15,26 +15,18 @@ SCHOOLS = ("THPT-MAICHAU", "THPT-MAICHAU-B", "PTDTNT-MAICHAU")
 _CATALOG = "catalog.record_key, catalog.record_block, catalog.link, catalog.cluster, catalog.cluster_member"
 
 
-def _truncate(engine) -> None:
-    with engine.begin() as conn:
-        tables = [f"{s}.{t}" for s, t in conn.execute(sa.text(
-            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY(:s)"), {"s": list(STAGE_SCHEMAS)})]
-        tables = [t for t in tables if t not in REGISTRY_TABLES]
-        conn.execute(sa.text(f"TRUNCATE {', '.join(sorted(tables))} RESTART IDENTITY CASCADE"))
-
-
 @pytest.fixture(scope="module")
 def ingested(warehouse_engine, demo_province):
     from lienthong.ingest import ingest_library
     from lienthong.registry import PUBLIC_LIBRARY_TYPES, load_registry
 
-    _truncate(warehouse_engine)
+    empty_warehouse(warehouse_engine)
     codes = [lib.code for lib in load_registry().active_libraries()
              if lib.type in PUBLIC_LIBRARY_TYPES or lib.code in SCHOOLS]
     for code in codes:
         assert ingest_library(code).status == "applied"
     yield warehouse_engine
-    _truncate(warehouse_engine)
+    empty_warehouse(warehouse_engine)
 
 
 def _fresh_build(engine) -> dict:
