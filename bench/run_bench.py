@@ -163,12 +163,15 @@ def phase_big_file(records: int, seed: int) -> dict:
 
 
 def phase_ingest_file(code: str, path: str) -> dict:
+    from lienthong import workers
     from lienthong.ingest import ingest_library
 
     started = time.perf_counter()
     result = ingest_library(code, path).to_dict()
     return {"records": result["read"], "loaded": result["loaded"], "status": result["status"],
-            "seconds": time.perf_counter() - started, "peak_rss_mb": _peak_rss_mb()}
+            "seconds": time.perf_counter() - started, "peak_rss_mb": _peak_rss_mb(),
+            "decode_workers": workers.ingest_workers(),
+            "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
 BIG_LIBRARY = "TV-TINH"
@@ -256,7 +259,8 @@ def main() -> int:
         say(f"  bare pymarc parse        : {big_ref_rate:10,.0f} records/s  (reference)")
         say(f"  lienthong parse+normalise: {big_reader_rate:10,.0f} records/s  ratio {big_reader_rate / big_ref_rate:.2f}×")
         say(f"  end-to-end ingest        : {big_rate:10,.0f} records/s  ratio {big_rate / big_ref_rate:.2f}×  "
-            f"({big_ingest['seconds']:.1f} s, {big_ingest['status']}, peak RSS {big_ingest['peak_rss_mb']:.0f} MB)")
+            f"({big_ingest['seconds']:.1f} s, {big_ingest['status']}, peak RSS {big_ingest['peak_rss_mb']:.0f} MB, "
+            f"{big_ingest['decode_workers']} decode workers, largest {big_ingest['worker_peak_rss_mb']:.0f} MB)")
         report["large_file"] = {
             "input": big, "pymarc_parse": {**big_ref, "records_per_s": big_ref_rate},
             "lienthong_parse_normalise": {**big_reader, "records_per_s": big_reader_rate,
