@@ -26,7 +26,7 @@ __all__ = ["PARALLEL_MIN_BYTES", "canonical_records", "ingest_workers"]
 
 PARALLEL_MIN_BYTES = 8 << 20  # about 10,000 records: below that, starting workers costs more than it saves
 BATCH_RECORDS = 1000
-IN_FLIGHT_PER_WORKER = 3  # batches queued per worker: enough to keep it busy, few enough to bound memory
+IN_FLIGHT_PER_WORKER = 10  # batches queued per worker: about one chunk in all, so workers go on while a chunk loads
 
 
 def ingest_workers() -> int:
