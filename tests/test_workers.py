@@ -75,10 +75,12 @@ def test_worker_count_comes_from_the_environment(monkeypatch):
 def _warehouse_state(engine) -> dict:
     with engine.connect() as conn:
         records = conn.execute(sa.text(
-            "SELECT local_id, record_hash, title, is_complete, has_warnings FROM core.record "
+            "SELECT local_id, record_hash, title, author, pub_place, publisher, pub_year, isbns, language, keywords, "
+            "subjects, call_number, quantity, encoding, repairs, is_complete, has_warnings FROM core.record "
             "WHERE library_code = :l AND valid_to IS NULL ORDER BY local_id"), {"l": LIBRARY}).all()
         items = conn.execute(sa.text(
-            "SELECT r.local_id, i.item_seq, i.accession_number FROM core.item i JOIN core.record r USING (record_id) "
+            "SELECT r.local_id, i.item_seq, i.accession_number, i.call_number, i.barcode, i.collection, i.item_type, "
+            "i.location, i.status FROM core.item i JOIN core.record r USING (record_id) "
             "WHERE r.library_code = :l AND r.valid_to IS NULL ORDER BY 1, 2"), {"l": LIBRARY}).all()
         quarantine = conn.execute(sa.text(
             "SELECT local_id, reasons FROM quality.quarantine ORDER BY local_id")).all()
