@@ -125,7 +125,6 @@ class _BatchRun:
         self.warning_reasons: Counter = Counter()
         self.unreadable_reasons: list[str] = []
         self.seen_ids: set[str] = set()
-        self.staged: dict[int, load.StagedText] = {}  # rows rendered by decode workers, until their chunk loads
 
     def run(self, path: Path, file_format: str, encoding: str | None, chunk_size: int,
             original_name: str | None = None) -> None:
@@ -162,7 +161,7 @@ class _BatchRun:
         if self.workers > 1 and path.stat().st_size >= workers.PARALLEL_MIN_BYTES:
             records = workers.canonical_records(path, format=file_format, encoding=encoding,
                                                 library_code=self.library_code, item_field=self.item_field,
-                                                workers=self.workers, staging=(self.batch_id, self.staged))
+                                                workers=self.workers)
             if records is not None:
                 return records
         return self._normalised(read_records(path, format=file_format, encoding=encoding))
@@ -228,9 +227,7 @@ class _BatchRun:
 
         flags = {rec.record_index: (rec.record_index in warned, rec.record_index not in incomplete)
                  for rec in loadable}
-        n_records, n_items = load.stage_records(self.engine, self.batch_id, loadable, flags, self.staged)
-        for rec in records:
-            self.staged.pop(rec.record_index, None)
+        n_records, n_items = load.stage_records(self.engine, self.batch_id, loadable, flags)
         with self.engine.begin() as conn:
             load.write_quarantine(conn, self.batch_id, self.library_code, quarantined)
             load.write_failures(conn, self.batch_id, self.library_code, failures)

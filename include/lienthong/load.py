@@ -9,8 +9,8 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 
 import sqlalchemy as sa
 
@@ -82,58 +82,32 @@ def _text_array(values: Sequence[str]) -> str:
     return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
-@dataclass(frozen=True)
-class StagedText:
-    """A record's staging rows in COPY's text format, made where it was normalised (a decode worker)."""
-
-    record: str  # the record's line without its two quality flags, which validation decides later
-    items: str  # its items' lines, each ending in a newline
-
-
-def staged_text(batch_id: int, rec: CanonicalRecord) -> StagedText:
-    record = _copy_line((
-        batch_id, rec.local_id, rec.record_index, rec.byte_offset, rec.title, rec.author, rec.pub_place,
-        rec.publisher, rec.pub_year, _json(rec.isbns), rec.language, _json(rec.keywords), _json(rec.subjects),
-        rec.call_number, rec.quantity, rec.encoding, _json(rec.repairs), rec.record_hash,
-    ))
-    items = "".join(_copy_line((batch_id, rec.local_id, seq, item.accession_number, item.call_number, item.barcode,
-                                item.collection, item.item_type, item.location, item.status)) + "\n"
-                    for seq, item in enumerate(rec.items))
-    return StagedText(record, items)
-
-
 def stage_records(
-    engine: sa.Engine, batch_id: int, records: Sequence[CanonicalRecord], flags: dict[int, tuple[bool, bool]],
-    staged: Mapping[int, StagedText] | None = None,
+    engine: sa.Engine, batch_id: int, records: Sequence[CanonicalRecord], flags: dict[int, tuple[bool, bool]]
 ) -> tuple[int, int]:
-    """COPY loadable records and their items into staging; flags[record_index] = (has_warnings, is_complete).
-
-    ``staged`` holds rows already rendered by the decode workers (by record index); the rest are rendered here.
-    """
-    record_text, item_text = io.StringIO(), io.StringIO()
-    n_items = 0
+    """COPY loadable records and their items into staging; flags[record_index] = (has_warnings, is_complete)."""
+    record_rows, item_rows = [], []
     for rec in records:
-        text = staged.get(rec.record_index) if staged else None
-        if text is None:
-            text = staged_text(batch_id, rec)
         has_warnings, is_complete = flags[rec.record_index]
-        record_text.write(f"{text.record}\t{'t' if has_warnings else 'f'}\t{'t' if is_complete else 'f'}\n")
-        item_text.write(text.items)
-        n_items += len(rec.items)
-    if not records:
-        return 0, 0
+        record_rows.append((
+            batch_id, rec.local_id, rec.record_index, rec.byte_offset, rec.title, rec.author, rec.pub_place,
+            rec.publisher, rec.pub_year, _json(rec.isbns), rec.language, _json(rec.keywords), _json(rec.subjects),
+            rec.call_number, rec.quantity, rec.encoding, _json(rec.repairs), rec.record_hash, has_warnings,
+            is_complete,
+        ))
+        for seq, item in enumerate(rec.items):
+            item_rows.append((
+                batch_id, rec.local_id, seq, item.accession_number, item.call_number, item.barcode,
+                item.collection, item.item_type, item.location, item.status,
+            ))
     raw = engine.raw_connection()
     try:
-        with raw.cursor() as cursor:
-            record_text.seek(0)
-            cursor.copy_expert(f"COPY staging.record ({', '.join(RECORD_COLUMNS)}) FROM STDIN", record_text)
-            if n_items:
-                item_text.seek(0)
-                cursor.copy_expert(f"COPY staging.item ({', '.join(ITEM_COLUMNS)}) FROM STDIN", item_text)
+        n_records = _copy(raw, "staging.record", RECORD_COLUMNS, record_rows)
+        n_items = _copy(raw, "staging.item", ITEM_COLUMNS, item_rows)
         raw.commit()
     finally:
         raw.close()
-    return len(records), n_items
+    return n_records, n_items
 
 
 def _copy_through_temp(conn: sa.Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from lienthong.load import StagedText, staged_text
 from lienthong.model import CanonicalRecord
 from lienthong.normalise import to_canonical
 from lienthong.parse import FrameBatch, Unreadable, decode_batch, iso2709_batches
@@ -45,13 +44,10 @@ def ingest_workers() -> int:
 
 
 def canonical_records(path: str | os.PathLike, *, encoding: str | None, library_code: str, item_field: str,
-                      workers: int, format: str = "auto", batch_records: int | None = None,
-                      staging: tuple[int, dict[int, StagedText]] | None = None
+                      workers: int, format: str = "auto", batch_records: int | None = None
                       ) -> Iterator[CanonicalRecord | Unreadable] | None:
     """The file's records, decoded and normalised by ``workers`` processes; None when it is not ISO 2709.
 
-    With ``staging`` = (batch id, a dict), the workers also render each record's staging rows, put in the
-    dict by record index as the record is yielded (`lienthong.load.stage_records` takes them from there).
     None too inside a daemonic process (a multiprocessing pool's worker), which may not start processes.
     """
     if multiprocessing.current_process().daemon:
@@ -59,39 +55,25 @@ def canonical_records(path: str | os.PathLike, *, encoding: str | None, library_
     batches = iso2709_batches(Path(path), format=format, encoding=encoding, size=batch_records or BATCH_RECORDS)
     if batches is None:
         return None
-    return _in_order(batches, library_code, item_field, workers, staging)
+    return _in_order(batches, library_code, item_field, workers)
 
 
-def _in_order(batches: Iterator[FrameBatch], library_code: str, item_field: str, workers: int,
-              staging: tuple[int, dict[int, StagedText]] | None) -> Iterator[CanonicalRecord | Unreadable]:
-    batch_id, staged = staging if staging else (None, None)
+def _in_order(batches: Iterator[FrameBatch], library_code: str, item_field: str, workers: int
+              ) -> Iterator[CanonicalRecord | Unreadable]:
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
     pending: deque = deque()
-
-    def results(future) -> Iterator[CanonicalRecord | Unreadable]:
-        for entry, text in future.result():
-            if text is not None:
-                staged[entry.record_index] = text
-            yield entry
-
     try:
         for batch in batches:
-            pending.append(pool.submit(_decode_and_normalise, batch, library_code, item_field, batch_id))
+            pending.append(pool.submit(_decode_and_normalise, batch, library_code, item_field))
             if len(pending) >= workers * IN_FLIGHT_PER_WORKER:
-                yield from results(pending.popleft())
+                yield from pending.popleft().result()
         while pending:
-            yield from results(pending.popleft())
+            yield from pending.popleft().result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _decode_and_normalise(batch: FrameBatch, library_code: str, item_field: str, batch_id: int | None
-                          ) -> list[tuple[CanonicalRecord | Unreadable, StagedText | None]]:
-    out = []
-    for entry in decode_batch(batch):
-        if isinstance(entry, Unreadable):
-            out.append((entry, None))
-        else:
-            record = to_canonical(entry, library_code, item_field=item_field)
-            out.append((record, None if batch_id is None else staged_text(batch_id, record)))
-    return out
+def _decode_and_normalise(batch: FrameBatch, library_code: str, item_field: str
+                          ) -> list[CanonicalRecord | Unreadable]:
+    return [entry if isinstance(entry, Unreadable) else to_canonical(entry, library_code, item_field=item_field)
+            for entry in decode_batch(batch)]
