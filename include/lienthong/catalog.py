@@ -179,9 +179,10 @@ def _key_rows(groups: list[tuple]) -> tuple[str, str, int]:
 
 
 def _worker_count() -> int:
+    """As for ingest (LIENTHONG_INGEST_WORKERS or the cores); one inside a daemonic process, which may not fork."""
     from lienthong.workers import ingest_workers
 
-    return ingest_workers()
+    return 1 if multiprocessing.current_process().daemon else ingest_workers()
 
 
 def _chunks(reader) -> Iterator[list[tuple]]:
