@@ -27,7 +27,7 @@ import time
 from array import array
 from bisect import bisect_left
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
@@ -828,6 +828,15 @@ def _same(alias: str, other: str, columns: tuple[str, ...]) -> str:
             f"ROW({', '.join(f'{other}.{c}' for c in columns)})")
 
 
+
+def _insert_missing(conn: sa.Connection, table: str, scratch: str, columns: Sequence[str], key: str) -> None:
+    """Rows of the scratch table whose key the table lacks, in key order."""
+    conn.execute(sa.text(
+        f"""INSERT INTO {table} ({', '.join(columns)})
+            SELECT {', '.join('t.' + c for c in columns)} FROM {scratch} t
+            WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE x.{key} = t.{key})
+            ORDER BY t.{key}"""))
+
 def _write_clusters(conn: sa.Connection) -> dict:
     """Replace only the clusters and members that changed (a rebuild without changes writes nothing); the
     ones a member's cluster no longer has are deleted first (their members with them, then rewritten)."""
@@ -852,18 +861,8 @@ def _write_clusters(conn: sa.Connection) -> dict:
         conn.execute(sa.text(f"SET LOCAL maintenance_work_mem = '{_WORK_MEM}'"))
         conn.execute(sa.text("DROP INDEX catalog.cluster_search_idx, catalog.cluster_exact_idx"))
         conn.execute(sa.text("ALTER TABLE catalog.cluster_member DROP CONSTRAINT cluster_member_cluster_id_fkey"))
-    columns = ", ".join(_CLUSTER_COLUMNS)
-    conn.execute(sa.text(
-        f"""INSERT INTO catalog.cluster ({columns})
-            SELECT {', '.join('t.' + c for c in _CLUSTER_COLUMNS)} FROM tmp_cluster t
-            WHERE NOT EXISTS (SELECT 1 FROM catalog.cluster c WHERE c.cluster_id = t.cluster_id)
-            ORDER BY t.cluster_id"""))
-    columns = ", ".join(_MEMBER_COLUMNS)
-    conn.execute(sa.text(
-        f"""INSERT INTO catalog.cluster_member ({columns})
-            SELECT {', '.join('t.' + c for c in _MEMBER_COLUMNS)} FROM tmp_member t
-            WHERE NOT EXISTS (SELECT 1 FROM catalog.cluster_member m WHERE m.record_id = t.record_id)
-            ORDER BY t.record_id"""))
+    _insert_missing(conn, "catalog.cluster", "tmp_cluster", _CLUSTER_COLUMNS, "cluster_id")
+    _insert_missing(conn, "catalog.cluster_member", "tmp_member", _MEMBER_COLUMNS, "record_id")
     if bulk:
         conn.execute(sa.text("CREATE INDEX cluster_search_idx ON catalog.cluster USING gin (search_tsv)"))
         conn.execute(sa.text("CREATE INDEX cluster_exact_idx ON catalog.cluster USING gin (exact_tsv)"))
