@@ -828,7 +828,6 @@ def _same(alias: str, other: str, columns: tuple[str, ...]) -> str:
             f"ROW({', '.join(f'{other}.{c}' for c in columns)})")
 
 
-
 def _insert_missing(conn: sa.Connection, table: str, scratch: str, columns: Sequence[str], key: str) -> None:
     """Rows of the scratch table whose key the table lacks, in key order."""
     conn.execute(sa.text(
@@ -836,6 +835,7 @@ def _insert_missing(conn: sa.Connection, table: str, scratch: str, columns: Sequ
             SELECT {', '.join('t.' + c for c in columns)} FROM {scratch} t
             WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE x.{key} = t.{key})
             ORDER BY t.{key}"""))
+
 
 def _write_clusters(conn: sa.Connection) -> dict:
     """Replace only the clusters and members that changed (a rebuild without changes writes nothing); the
