@@ -88,6 +88,17 @@ def clean_warehouse(warehouse_engine):
     return warehouse_engine
 
 
+
+def with_packaged_registry(engine):
+    """The packaged registry's dimensions reloaded: another module's test may have left a different registry in
+    core.library. For modules that override ``clean_warehouse`` with it."""
+    from lienthong import dimensions
+    from lienthong.registry import PACKAGED_REGISTRY, load_registry
+
+    dimensions.load_registry_dimensions(engine, load_registry(PACKAGED_REGISTRY))
+    return engine
+
+
 @pytest.fixture(scope="session")
 def airflow_db(state_dir):
     """Airflow's SQLite metadata database, migrated once for the DAG tests."""

@@ -12,7 +12,7 @@ import yaml
 
 from lienthong import catalog, matchkeys
 from lienthong.cli import main
-from tests.conftest import REGISTRY_TABLES, STAGE_SCHEMAS
+from tests.conftest import empty_warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -21,21 +21,13 @@ pytestmark = pytest.mark.integration
 SCHOOLS = ("THPT-MAICHAU", "THPT-MAICHAU-B", "PTDTNT-MAICHAU")
 
 
-def _truncate(engine) -> None:
-    with engine.begin() as conn:
-        tables = [f"{s}.{t}" for s, t in conn.execute(sa.text(
-            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY(:s)"), {"s": list(STAGE_SCHEMAS)})]
-        tables = [t for t in tables if t not in REGISTRY_TABLES]
-        conn.execute(sa.text(f"TRUNCATE {', '.join(sorted(tables))} RESTART IDENTITY CASCADE"))
-
-
 @pytest.fixture(scope="module")
 def province(warehouse_engine, demo_province):
     """The ingested libraries of two districts and the province, and the union catalogue built once."""
     from lienthong.ingest import ingest_library
     from lienthong.registry import PUBLIC_LIBRARY_TYPES, load_registry
 
-    _truncate(warehouse_engine)
+    empty_warehouse(warehouse_engine)
     registry = load_registry()
     codes = [lib.code for lib in registry.active_libraries()
              if lib.type in PUBLIC_LIBRARY_TYPES or lib.code in SCHOOLS]
@@ -43,7 +35,7 @@ def province(warehouse_engine, demo_province):
         assert ingest_library(code).status == "applied"
     stats = catalog.build(warehouse_engine)
     yield {"engine": warehouse_engine, "truth": demo_province, "codes": codes, "stats": stats}
-    _truncate(warehouse_engine)
+    empty_warehouse(warehouse_engine)
 
 
 def _members(engine) -> dict[tuple[str, str], int]:

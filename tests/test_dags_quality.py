@@ -8,7 +8,7 @@ from airflow.dag_processing.dagbag import DagBag
 
 from lienthong.ingest import ingest_library
 from lienthong.registry import load_registry
-from tests.conftest import ROOT
+from tests.conftest import ROOT, with_packaged_registry
 from tests.marc_builders import book, write_marc
 
 DAG_ID = "quality_review"
@@ -16,13 +16,8 @@ DAG_ID = "quality_review"
 
 @pytest.fixture
 def clean_warehouse(clean_warehouse):
-    """The conftest fixture, with the packaged registry's dimensions reloaded: another module's test may have
-    left a different registry in core.library."""
-    from lienthong import dimensions
-    from lienthong.registry import PACKAGED_REGISTRY, load_registry
-
-    dimensions.load_registry_dimensions(clean_warehouse, load_registry(PACKAGED_REGISTRY))
-    return clean_warehouse
+    """The conftest fixture, with the packaged registry's dimensions reloaded (see conftest)."""
+    return with_packaged_registry(clean_warehouse)
 
 
 @pytest.fixture(scope="module")

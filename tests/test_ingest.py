@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from lienthong.ingest import ingest_library
 from lienthong.registry import load_registry
+from tests.conftest import with_packaged_registry
 from tests.marc_builders import book as marc_book
 from tests.marc_builders import write_marc
 
@@ -20,13 +21,8 @@ LIBRARY = "THPT-LUONGSON"
 
 @pytest.fixture
 def clean_warehouse(clean_warehouse):
-    """The conftest fixture, with the packaged registry's dimensions reloaded: another module's test may have
-    left a different registry in core.library."""
-    from lienthong import dimensions
-    from lienthong.registry import PACKAGED_REGISTRY, load_registry
-
-    dimensions.load_registry_dimensions(clean_warehouse, load_registry(PACKAGED_REGISTRY))
-    return clean_warehouse
+    """The conftest fixture, with the packaged registry's dimensions reloaded (see conftest)."""
+    return with_packaged_registry(clean_warehouse)
 
 
 def book(local_id: str, *args, **kwargs):

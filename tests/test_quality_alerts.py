@@ -7,16 +7,14 @@ import sqlalchemy as sa
 
 from lienthong import quality_alerts
 from lienthong.ingest import ingest_library
-from lienthong.registry import PACKAGED_REGISTRY, load_registry
+from lienthong.registry import load_registry
+from tests.conftest import with_packaged_registry
 from tests.marc_builders import book, write_marc
 
 
 @pytest.fixture
 def warehouse(clean_warehouse):
-    from lienthong import dimensions
-
-    dimensions.load_registry_dimensions(clean_warehouse, load_registry(PACKAGED_REGISTRY))
-    return clean_warehouse
+    return with_packaged_registry(clean_warehouse)
 
 
 def _books(n: int):

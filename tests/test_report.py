@@ -15,7 +15,7 @@ from lienthong import config, periods, report
 from lienthong.demo import DEFECT_RULES, INCOMPLETE_RULES
 from lienthong.ingest import ingest_library
 from lienthong.registry import load_registry
-from tests.conftest import REGISTRY_TABLES, ROOT, STAGE_SCHEMAS
+from tests.conftest import ROOT, empty_warehouse
 
 
 
@@ -30,14 +30,6 @@ def _quarantining_rules() -> set[str]:
 
 
 QUARANTINING = _quarantining_rules()
-
-
-def _truncate(engine) -> None:
-    with engine.begin() as conn:
-        tables = [f"{schema}.{name}" for schema, name in conn.execute(sa.text(
-            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY(:s)"), {"s": list(STAGE_SCHEMAS)})]
-        tables = [t for t in tables if t not in REGISTRY_TABLES]
-        conn.execute(sa.text(f"TRUNCATE {', '.join(sorted(tables))} RESTART IDENTITY CASCADE"))
 
 
 def _ids_and_item_kinds(data: bytes):
@@ -91,7 +83,7 @@ def expected_from_truth(truth: dict) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def province(warehouse_engine, demo_province, tmp_path_factory):
     """The sample province ingested library by library, and the current period's report written to files."""
-    _truncate(warehouse_engine)
+    empty_warehouse(warehouse_engine)
     registry = load_registry()
     for code in demo_province["libraries"]:
         result = ingest_library(code, registry=registry, engine=warehouse_engine)
@@ -102,7 +94,7 @@ def province(warehouse_engine, demo_province, tmp_path_factory):
     report.write_report(built, out)
     report.record_run(warehouse_engine, built, out)
     yield {"truth": demo_province, "report": built, "out": out, "registry": registry}
-    _truncate(warehouse_engine)
+    empty_warehouse(warehouse_engine)
 
 
 def test_library_figures_equal_the_ground_truth(province):
