@@ -278,6 +278,19 @@ def test_two_consecutive_validations_in_one_process():
     assert second.statistics["completeness"]["title"] == 1.0
 
 
+def test_results_keep_no_per_row_lists_and_no_frame_fingerprint():
+    """Failures are read from GX's per-row lists, then the stored result drops them; GX does not hash the frame."""
+    batch = v.validate_records([complete(0, title=None), complete(1, title=None), complete(2)])
+    assert [f.record_key for f in batch.failures if f.rule == "missing_title"] == ["0", "1"]
+    for suite, result in batch.gx_results.items():
+        assert "pandas_data_fingerprint" not in result["meta"]["batch_markers"], suite
+        for entry in result["results"]:
+            assert not {"unexpected_list", "unexpected_index_list"} & set(entry["result"]), suite
+    title = next(e for e in batch.gx_results["mandatory_elements"]["results"]
+                 if e["expectation_config"]["kwargs"]["column"] == "title")
+    assert title["result"]["unexpected_count"] == 2 and title["result"]["element_count"] == 3
+
+
 # ------------------------------------------------------------------------------------------- frame input
 
 
