@@ -167,14 +167,16 @@ def test_cli_ingest_json(library_code, clean_warehouse, tmp_path):
 
 
 def test_copy_text_arrays_round_trip(clean_warehouse):
-    """Quarantine reasons go in by COPY as text[] literals: quotes, commas, braces, NULL and tabs stay text."""
+    """Staged lists and quarantine reasons go in by COPY as text[] literals: quotes, commas, braces, NULL and tabs
+    stay text, and an empty list stays empty."""
     from lienthong import load
 
     values = ['a,b', '"q"', "NULL", "back\\slash", "{}", "tab\there", "dòng\nmới", ""]
     with clean_warehouse.begin() as conn:
         conn.execute(sa.text("CREATE TEMP TABLE arrays (v text[])"))
-        load._copy(conn.connection.dbapi_connection, "arrays", ("v",), [(load._text_array(values),)])
-        assert conn.execute(sa.text("SELECT v FROM arrays")).scalar_one() == values
+        load._copy(conn.connection.dbapi_connection, "arrays", ("v",), [(load._text_array(values),),
+                                                                      (load._text_array([]),)])
+        assert [row.v for row in conn.execute(sa.text("SELECT v FROM arrays"))] == [values, []]
 
 
 def test_copy_lines_keep_text_that_looks_like_null_or_escapes(clean_warehouse):

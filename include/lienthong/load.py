@@ -78,7 +78,12 @@ def _json(value) -> str:
 
 
 def _text_array(values: Sequence[str]) -> str:
-    """A text[] literal for COPY: every element quoted, so commas, braces and NULL-looking words stay text."""
+    """A text[] literal for COPY: every element quoted, so commas, braces and NULL-looking words stay text.
+
+    The literal's own backslashes are doubled again by :func:`_copy_line`, as COPY's text format requires.
+    """
+    if not values:
+        return "{}"
     return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
@@ -91,8 +96,9 @@ def stage_records(
         has_warnings, is_complete = flags[rec.record_index]
         record_rows.append((
             batch_id, rec.local_id, rec.record_index, rec.byte_offset, rec.title, rec.author, rec.pub_place,
-            rec.publisher, rec.pub_year, _json(rec.isbns), rec.language, _json(rec.keywords), _json(rec.subjects),
-            rec.call_number, rec.quantity, rec.encoding, _json(rec.repairs), rec.record_hash, has_warnings,
+            rec.publisher, rec.pub_year, _text_array(rec.isbns), rec.language, _text_array(rec.keywords),
+            _text_array(rec.subjects), rec.call_number, rec.quantity, rec.encoding, _text_array(rec.repairs),
+            rec.record_hash, has_warnings,
             is_complete,
         ))
         for seq, item in enumerate(rec.items):
@@ -174,10 +180,8 @@ _INSERT_NEW_VERSIONS = sa.text(
                                     pub_year, isbns, language, keywords, subjects, call_number, quantity, encoding,
                                     repairs, has_warnings, is_complete, valid_from, loaded_by_batch)
            SELECT :l, s.local_id, s.record_hash, s.title, s.author, s.pub_place, s.publisher, s.pub_year,
-                  ARRAY(SELECT jsonb_array_elements_text(s.isbns)), s.language,
-                  ARRAY(SELECT jsonb_array_elements_text(s.keywords)),
-                  ARRAY(SELECT jsonb_array_elements_text(s.subjects)), s.call_number, s.quantity, s.encoding,
-                  ARRAY(SELECT jsonb_array_elements_text(s.repairs)), s.has_warnings, s.is_complete, now(), :b
+                  s.isbns, s.language, s.keywords, s.subjects, s.call_number, s.quantity, s.encoding,
+                  s.repairs, s.has_warnings, s.is_complete, now(), :b
            FROM staging.record s
            WHERE s.batch_id = :b
              AND NOT EXISTS (SELECT 1 FROM core.record r
