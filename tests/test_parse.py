@@ -543,21 +543,35 @@ def _fields(record) -> list:
 @pytest.mark.parametrize("path", sorted((Path(__file__).parent / "fixtures" / "marc-public").glob("*/*.m*rc")),
                          ids=lambda p: p.name)
 def test_fast_path_reads_what_the_careful_path_reads(path):
-    """Every record that rmarc decodes comes out as the repairing decoder reads it: leader, fields, repairs."""
+    """Every record that rmarc decodes comes out as the repairing decoder reads it: leader, fields, repairs; and
+    so does the LightRecord the ingest reads."""
     from lienthong import parse
 
     for _, framed, file_encoding in parse._iso2709_frames(parse._Source(path), None):
         if framed.data is None:
             continue
-        fast = parse._clean_utf8_record(framed.data, declared=file_encoding is None)
+        declared = file_encoding is None
+        fast = parse._clean_utf8_record(framed.data, declared=declared)
         if fast is None and file_encoding == "utf-8":
-            fast = parse._clean_utf8_record(framed.data, declared=False)
+            declared = False
+            fast = parse._clean_utf8_record(framed.data, declared=declared)
         if fast is None:
             continue
         careful, used, repairs = parse._decode_iso_record(framed.data, file_encoding, fast=False)
         assert (used, repairs) == ("utf-8", [])
         assert str(fast.leader) == str(careful.leader)
         assert _fields(fast) == _fields(careful)
+        light = parse._clean_utf8_record(framed.data, declared=declared, light=True)
+        assert light.leader == str(careful.leader)
+        assert _light_fields(light) == _fields(careful)
+        for field, expected in zip(light.fields, careful.fields):
+            if not field.is_control_field():
+                assert field.get_subfields("a", "b", "p") == expected.get_subfields("a", "b", "p")
+
+
+def _light_fields(record) -> list:
+    return [(f.tag, f.data) if f.is_control_field() else (f.tag, (f.indicator1, f.indicator2), f.subfields)
+            for f in record.fields]
 
 
 def test_fast_path_takes_the_common_record():

@@ -164,7 +164,7 @@ class _BatchRun:
                                                 workers=self.workers)
             if records is not None:
                 return records
-        return self._normalised(read_records(path, format=file_format, encoding=encoding))
+        return self._normalised(read_records(path, format=file_format, encoding=encoding, light=True))
 
     def _normalised(self, entries: Iterator[ParsedRecord | Unreadable]) -> Iterator[CanonicalRecord | Unreadable]:
         """Each record normalised as it is read, so a chunk holds canonical records, not MARC objects."""

@@ -258,10 +258,10 @@ def _values(record: _Fields, tags: list[str], code: str, text: _Text) -> list[st
 def _subfields(field: pymarc.Field, text: _Text) -> dict[str, str]:
     """First non-empty value of each subfield code."""
     found: dict[str, str] = {}
-    for subfield in field.subfields:
-        value = text(subfield.value)
-        if value and subfield.code not in found:
-            found[subfield.code] = value
+    for code, value in field.subfields:  # pymarc's Subfield is a (code, value) named tuple
+        value = text(value)
+        if value and code not in found:
+            found[code] = value
     return found
 
 

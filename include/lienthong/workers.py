@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import msgspec
+
 from lienthong.model import CanonicalRecord
 from lienthong.normalise import to_canonical
 from lienthong.parse import FrameBatch, Unreadable, decode_batch, iso2709_batches
@@ -66,14 +68,33 @@ def _in_order(batches: Iterator[FrameBatch], library_code: str, item_field: str,
         for batch in batches:
             pending.append(pool.submit(_decode_and_normalise, batch, library_code, item_field))
             if len(pending) >= workers * IN_FLIGHT_PER_WORKER:
-                yield from pending.popleft().result()
+                yield from _entries(*pending.popleft().result())
         while pending:
-            yield from pending.popleft().result()
+            yield from _entries(*pending.popleft().result())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+# Records cross between processes as msgpack: a third of pickle's CPU for dataclasses, on both sides.
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(list[CanonicalRecord])
+
+
 def _decode_and_normalise(batch: FrameBatch, library_code: str, item_field: str
-                          ) -> list[CanonicalRecord | Unreadable]:
-    return [entry if isinstance(entry, Unreadable) else to_canonical(entry, library_code, item_field=item_field)
-            for entry in decode_batch(batch)]
+                          ) -> tuple[bytes, list[tuple[int, Unreadable]]]:
+    """(the batch's canonical records as msgpack, each unreadable entry with its position in the batch)."""
+    records: list[CanonicalRecord] = []
+    unreadable: list[tuple[int, Unreadable]] = []
+    for position, entry in enumerate(decode_batch(batch, light=True)):
+        if isinstance(entry, Unreadable):
+            unreadable.append((position, entry))
+        else:
+            records.append(to_canonical(entry, library_code, item_field=item_field))
+    return _ENCODER.encode(records), unreadable
+
+
+def _entries(encoded: bytes, unreadable: list[tuple[int, Unreadable]]) -> list[CanonicalRecord | Unreadable]:
+    entries: list[CanonicalRecord | Unreadable] = _DECODER.decode(encoded)
+    for position, entry in unreadable:
+        entries.insert(position, entry)
+    return entries
