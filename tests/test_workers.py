@@ -38,6 +38,20 @@ def test_forced_encoding_travels_to_the_workers():
     assert list(parallel) == _sequential(path, "cp1252")
 
 
+@pytest.mark.parametrize("batch_records", [1, 1000])  # 30 batches (more than the window of 20), one
+def test_meanwhile_runs_once_before_the_first_record(batch_records):
+    """With more batches than the window and with a single batch, the ingesting process's own work runs once,
+    after the workers have their batches and before any record is handed over."""
+    path = FIXTURES / "real_bulk" / "traject_test_data.utf8.mrc"
+    events: list[str] = []
+    records = workers.canonical_records(path, encoding=None, library_code=LIBRARY, item_field="952", workers=2,
+                                        batch_records=batch_records, meanwhile=lambda: events.append("meanwhile"))
+    for _ in records:
+        events.append("record")
+    assert events[0] == "meanwhile" and events.count("meanwhile") == 1
+    assert events.count("record") == len(_sequential(path))
+
+
 def test_marcxml_is_left_to_the_sequential_reader():
     path = FIXTURES / "marcxml" / "marc4j__sample1a.xml"
     assert workers.canonical_records(path, encoding=None, library_code=LIBRARY, item_field="952",

@@ -20,7 +20,7 @@ from lienthong.model import CanonicalRecord
 from lienthong.normalise import to_canonical
 from lienthong.parse import ParsedRecord, ParseError, Unreadable, detect_format, read_records
 from lienthong.registry import Registry, load_registry
-from lienthong.validate import ELEMENTS, Failure, Policy, validate_export, validate_records
+from lienthong.validate import ELEMENTS, Failure, Policy, get_context, validate_export, validate_records
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class _BatchRun:
         if self.workers > 1 and path.stat().st_size >= workers.PARALLEL_MIN_BYTES:
             records = workers.canonical_records(path, format=file_format, encoding=encoding,
                                                 library_code=self.library_code, item_field=self.item_field,
-                                                workers=self.workers)
+                                                workers=self.workers, meanwhile=get_context)
             if records is not None:
                 return records
         return self._normalised(read_records(path, format=file_format, encoding=encoding, light=True))
