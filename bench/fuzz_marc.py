@@ -92,18 +92,24 @@ class Crash(Exception):
 
 
 def check_marc(data: bytes) -> None:
+    """No crash, a reason for every failure, and the ingest's LightRecord path gives the same canonical records."""
     try:
         entries = list(read_records(io.BytesIO(data)))
     except ParseError as exc:
         assert str(exc), "a ParseError must say why"
         return
-    for entry in entries:
+    light = list(read_records(io.BytesIO(data), light=True))
+    assert len(light) == len(entries), (len(light), len(entries))
+    for entry, light_entry in zip(entries, light):
         assert isinstance(entry, (ParsedRecord, Unreadable)), type(entry)
         if isinstance(entry, ParsedRecord):
             canonical = to_canonical(entry, "FUZZ", item_field="952")
             assert canonical.record_hash
+            assert isinstance(light_entry, ParsedRecord)
+            assert to_canonical(light_entry, "FUZZ", item_field="952") == canonical
         else:
             assert entry.reason
+            assert light_entry == entry
 
 
 def check_csv(data: bytes, folder: Path) -> None:
