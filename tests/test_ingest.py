@@ -190,3 +190,92 @@ def test_copy_lines_keep_text_that_looks_like_null_or_escapes(clean_warehouse):
         back = conn.execute(sa.text("SELECT a, b, c FROM copied")).all()
     assert [tuple(r) for r in back] == [("\\N", None, "a\tb"), ("x", "c:\\dir", "dòng\r\nmới"), (None, "", "plain"),
                                         ("t", "t", "7")]
+
+
+def _current_content(engine, code) -> set:
+    """Current records and their copies, without ids or batches: what two ways of loading must agree on."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            """SELECT r.local_id, r.record_hash, r.title, r.keywords, r.is_complete, r.has_warnings,
+                      array_agg(i.item_seq || ':' || coalesce(i.accession_number, '') ORDER BY i.item_seq) AS items
+               FROM core.record r LEFT JOIN core.item i USING (record_id)
+               WHERE r.library_code = :l AND r.valid_to IS NULL
+               GROUP BY r.record_id"""), {"l": code}).all()
+    return {tuple(tuple(v) if isinstance(v, list) else v for v in row) for row in rows}
+
+
+def _first_load_export(tmp_path):
+    records = [book(f"R{i}", f"Sách số {i}", items=((f"STK.{i:06d}", "510 T406"), (f"STK.{i:06d}b", "510 T406")))
+               for i in range(9)]
+    records.insert(3, book("R-notitle", None))                                     # quarantined
+    records.insert(6, book("R2", "Trùng số 001", items=(("STK.DUP", "510 T406"),)))  # duplicate 001: quarantined
+    return write_marc(tmp_path / "first.mrc", records)
+
+
+def test_a_first_snapshot_goes_in_chunk_by_chunk_with_the_same_result(library_code, clean_warehouse, tmp_path):
+    """A library with no current record gets each chunk inserted while the next is read; core ends exactly as
+    when the whole snapshot is applied at the end (a library that already had a record)."""
+    from tests.conftest import empty_warehouse
+
+    path = _first_load_export(tmp_path)
+    first = ingest_library(library_code, path, chunk_size=2)
+    assert first.status == "applied" and first.conserved
+    assert (first.loaded, first.quarantined, first.records_inserted, first.items) == (9, 2, 9, 18)
+    chunked = _current_content(clean_warehouse, library_code)
+    with clean_warehouse.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM core.record WHERE loaded_by_batch <> :b"),
+                            {"b": first.batch_id}).scalar_one() == 0
+
+    empty_warehouse(clean_warehouse)
+    with_packaged_registry(clean_warehouse)
+    ingest_library(library_code, write_marc(tmp_path / "seed.mrc", [book("SEED", "Một biểu ghi cũ")]))
+    later = ingest_library(library_code, path, chunk_size=2)
+    assert (later.status, later.records_inserted, later.records_closed) == ("applied", 9, 1)
+    assert _current_content(clean_warehouse, library_code) == chunked
+
+
+def test_a_first_snapshot_that_fails_mid_run_leaves_core_empty(library_code, clean_warehouse, tmp_path,
+                                                               monkeypatch):
+    """Chunks already inserted are rolled back with the run: nothing of a failed first load is visible."""
+    from lienthong import load
+    from lienthong.ingest import IngestError
+
+    staged = {"n": 0}
+    stage = load.stage_records
+
+    def third_chunk_fails(*args, **kwargs):
+        staged["n"] += 1
+        if staged["n"] == 3:
+            raise RuntimeError("disk full while staging")
+        return stage(*args, **kwargs)
+
+    monkeypatch.setattr(load, "stage_records", third_chunk_fails)
+    with pytest.raises(IngestError, match="disk full"):
+        ingest_library(library_code, _first_load_export(tmp_path), chunk_size=2)
+    with clean_warehouse.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM core.record")).scalar_one() == 0
+        assert conn.execute(sa.text("SELECT status FROM core.batch")).scalar_one() == "failed"
+
+
+def test_a_held_first_snapshot_is_rolled_back_but_its_checks_are_kept(library_code, clean_warehouse, tmp_path,
+                                                                    monkeypatch):
+    from lienthong import ingest
+
+    check = ingest.validate_export
+
+    def count_too_low(*args, **kwargs):
+        checks, result = check(*args, **kwargs)
+        for c in checks:
+            if c.rule == "record_count_drop":
+                c.success = False
+        return checks, result
+
+    monkeypatch.setattr(ingest, "validate_export", count_too_low)
+    held = ingest_library(library_code, _first_load_export(tmp_path), chunk_size=2)
+    assert held.status == "held" and held.records_inserted == 0
+    with clean_warehouse.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM core.record")).scalar_one() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM core.item")).scalar_one() == 0
+        assert conn.execute(sa.text("SELECT status FROM core.batch")).scalar_one() == "held"
+        assert conn.execute(sa.text("SELECT count(*) FROM quality.batch_check WHERE NOT success")).scalar_one() == 1
+        assert conn.execute(sa.text("SELECT count(*) FROM staging.record")).scalar_one() == 0

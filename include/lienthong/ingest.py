@@ -9,6 +9,7 @@ import dataclasses
 import gc
 import logging
 from collections import Counter
+from contextlib import nullcontext
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -106,8 +107,9 @@ class _BatchRun:
 
     def __init__(self, engine: sa.Engine, batch_id: int, library_code: str, item_field: str,
                  field_mapping=None, policy: Policy | None = None, exceptions: dict | None = None,
-                 decode_workers: int = 1):
+                 decode_workers: int = 1, snapshot: load.FirstSnapshot | None = None):
         self.engine = engine
+        self.snapshot = snapshot  # a first snapshot goes into core chunk by chunk (see load.FirstSnapshot)
         self.workers = decode_workers  # processes decoding a large ISO 2709 file (see lienthong.workers)
         self.policy = policy or Policy()
         self.exceptions = exceptions or {}  # local_id → [(exception_id, rule, record_hash)]
@@ -234,6 +236,8 @@ class _BatchRun:
             load.write_unreadable(conn, self.batch_id, self.library_code, unreadable)
             quality.write_gx_results(conn, self.batch_id, self.library_code, self.chunk_number,
                                      validation.gx_results)
+        if self.snapshot is not None:
+            self.snapshot.add([rec.local_id for rec in loadable])
         self.chunk_number += 1
         self.result_counts["loaded"] += n_records
         self.result_counts["items"] += n_items
@@ -340,6 +344,7 @@ def _ingest_locked(engine, library, delivery, path: Path, result: IngestResult, 
     code = library.code
     with engine.begin() as conn:
         _discard_interrupted(conn, code)
+        current = load.current_record_count(conn, code)  # unchanged until this run commits: we hold the lock
         last = _last_batch(conn, code)
         newly_accepted = 0 if last is None else quality.exceptions_accepted_since(conn, code, last["started_at"])
         if last is not None and last["sha256"] == delivery.sha256 and not newly_accepted:
@@ -379,73 +384,84 @@ def _ingest_locked(engine, library, delivery, path: Path, result: IngestResult, 
 
     with engine.connect() as conn:
         exceptions = quality.load_exceptions(conn, code)
-    run = _BatchRun(engine, batch_id, code, library.source.item_field, library.source.field_mapping,
-                    policy=quality.policy_for(registry, code), exceptions=exceptions,
-                    decode_workers=decode_workers)
-    try:
-        run.run(delivery.stored_path, file_format, library.source.encoding, chunk_size, path.name)
-    except ParseError as exc:
-        reason = str(exc).replace(Path(delivery.stored_path).name, path.name)
-        return _fail(engine, result, f"library {code}, file {path.name}: {reason}")
-    except Exception as exc:
-        _fail(engine, result, f"library {code}, file {path.name}: {type(exc).__name__}: {exc}")
-        raise IngestError(result.message) from exc
+    # A library's first snapshot goes into core chunk by chunk, in the transaction that records the outcome.
+    with load.FirstSnapshot(engine, batch_id, code) if current == 0 else nullcontext() as snapshot:
+        run = _BatchRun(engine, batch_id, code, library.source.item_field, library.source.field_mapping,
+                        policy=quality.policy_for(registry, code), exceptions=exceptions,
+                        decode_workers=decode_workers, snapshot=snapshot)
+        try:
+            run.run(delivery.stored_path, library.source.format, library.source.encoding, chunk_size, path.name)
+            first = snapshot.wait() if snapshot is not None else {"records_inserted": 0}
+        except ParseError as exc:
+            if snapshot is not None:
+                snapshot.close()
+            reason = str(exc).replace(Path(delivery.stored_path).name, path.name)
+            return _fail(engine, result, f"library {code}, file {path.name}: {reason}")
+        except Exception as exc:
+            if snapshot is not None:
+                snapshot.close()
+            _fail(engine, result, f"library {code}, file {path.name}: {type(exc).__name__}: {exc}")
+            raise IngestError(result.message) from exc
 
-    counts = run.result_counts
-    result.read, result.loaded, result.quarantined = counts["read"], counts["loaded"], counts["quarantined"]
-    result.unreadable, result.items = counts["unreadable"], counts["items"]
-    result.quarantine_reasons = dict(run.quarantine_reasons.most_common())
-    result.warning_reasons = dict(run.warning_reasons.most_common())
-    result.unreadable_reasons = run.unreadable_reasons
+        counts = run.result_counts
+        result.read, result.loaded, result.quarantined = counts["read"], counts["loaded"], counts["quarantined"]
+        result.unreadable, result.items = counts["unreadable"], counts["items"]
+        result.quarantine_reasons = dict(run.quarantine_reasons.most_common())
+        result.warning_reasons = dict(run.warning_reasons.most_common())
+        result.unreadable_reasons = run.unreadable_reasons
 
-    result.accepted = run.quality_counts["accepted"]
+        result.accepted = run.quality_counts["accepted"]
 
-    with engine.begin() as conn:
-        if not conn.execute(_LOCK_HELD, {"pid": lock_pid, "ns": load.LIBRARY_LOCK_NAMESPACE, "l": code}).scalar_one():
-            raise IngestError(f"library {code}: the connection holding the library lock was lost during the run; "
-                              f"nothing was applied (batch {batch_id} is discarded on the next run)")
-        current = load.current_record_count(conn, code)
-        incoming = result.loaded + result.quarantined
-        threshold = getattr(library.source, "hold_drop", None) or DEFAULT_HOLD_DROP
-        checks, gx_result = validate_export(incoming, run.elements, min_records=current * (1 - threshold),
-                                            policy=run.policy)
-        quality.write_batch_checks(conn, batch_id, code, checks)
-        quality.write_gx_results(conn, batch_id, code, 0, {"batch_level": gx_result})
-        result.batch_checks = {f"{c.rule}:{c.field}": c.success for c in checks}
-        held = any(not c.success and c.severity == "error" for c in checks)
-        if held:
-            result.status = "held"
-            result.message = (f"held: the export has {incoming} records against {current} in the last accepted "
-                              f"state (a drop over {threshold:.0%}); the library keeps its last good data")
-        else:
-            applied = load.apply_snapshot(conn, batch_id, code)
-            result.status = "applied"
-            result.records_inserted = applied["records_inserted"]
-            result.records_closed = applied["records_closed"]
-        load.clear_staging(conn, batch_id)
-        quality.reopen_exceptions(conn, batch_id, run.reopened)
-        counts = run.quality_counts
-        result.tier = scorecard.write_batch_scorecard(
-            conn, batch_id, code, records=counts["records"], complete=counts["complete"], valid=counts["valid"],
-            errors=counts["errors"], warnings=counts["warnings"], accepted=counts["accepted"],
-            elements=run.elements)
-        conn.execute(
-            sa.text(
-                """UPDATE core.batch SET status = :status, status_reason = :reason, finished_at = now(),
-                          records_read = :read, records_loaded = :loaded, records_quarantined = :quarantined,
-                          records_unreadable = :unreadable, items_loaded = :items,
-                          records_inserted = :inserted, records_closed = :closed
-                   WHERE batch_id = :b"""
-            ),
-            {"status": result.status, "reason": result.message, "read": result.read, "loaded": result.loaded,
-             "quarantined": result.quarantined, "unreadable": result.unreadable, "items": result.items,
-             "inserted": result.records_inserted, "closed": result.records_closed, "b": batch_id},
-        )
-    if not result.conserved:  # a bug, never bad input: fail loudly
-        raise IngestError(f"library {code}: conservation broken: {result.to_dict()}")
-    log.info("library %s: %s read=%d loaded=%d quarantined=%d unreadable=%d", code, result.status,
-             result.read, result.loaded, result.quarantined, result.unreadable)
-    return result
+        with snapshot.finishing() if snapshot is not None else engine.begin() as conn:
+            lock = {"pid": lock_pid, "ns": load.LIBRARY_LOCK_NAMESPACE, "l": code}
+            if not conn.execute(_LOCK_HELD, lock).scalar_one():
+                raise IngestError(f"library {code}: the connection holding the library lock was lost during the run; "
+                                  f"nothing was applied (batch {batch_id} is discarded on the next run)")
+            incoming = result.loaded + result.quarantined
+            threshold = getattr(library.source, "hold_drop", None) or DEFAULT_HOLD_DROP
+            checks, gx_result = validate_export(incoming, run.elements, min_records=current * (1 - threshold),
+                                                policy=run.policy)
+            held = any(not c.success and c.severity == "error" for c in checks)
+            if snapshot is not None and held:  # first: rolling back to the savepoint undoes every later write
+                snapshot.discard()
+            elif snapshot is not None:
+                snapshot.keep()
+            quality.write_batch_checks(conn, batch_id, code, checks)
+            quality.write_gx_results(conn, batch_id, code, 0, {"batch_level": gx_result})
+            result.batch_checks = {f"{c.rule}:{c.field}": c.success for c in checks}
+            if held:
+                result.status = "held"
+                result.message = (f"held: the export has {incoming} records against {current} in the last accepted "
+                                  f"state (a drop over {threshold:.0%}); the library keeps its last good data")
+            else:
+                applied = load.apply_snapshot(conn, batch_id, code)
+                result.status = "applied"
+                result.records_inserted = applied["records_inserted"] + first["records_inserted"]
+                result.records_closed = applied["records_closed"]
+            load.clear_staging(conn, batch_id)
+            quality.reopen_exceptions(conn, batch_id, run.reopened)
+            counts = run.quality_counts
+            result.tier = scorecard.write_batch_scorecard(
+                conn, batch_id, code, records=counts["records"], complete=counts["complete"], valid=counts["valid"],
+                errors=counts["errors"], warnings=counts["warnings"], accepted=counts["accepted"],
+                elements=run.elements)
+            conn.execute(
+                sa.text(
+                    """UPDATE core.batch SET status = :status, status_reason = :reason, finished_at = now(),
+                              records_read = :read, records_loaded = :loaded, records_quarantined = :quarantined,
+                              records_unreadable = :unreadable, items_loaded = :items,
+                              records_inserted = :inserted, records_closed = :closed
+                       WHERE batch_id = :b"""
+                ),
+                {"status": result.status, "reason": result.message, "read": result.read, "loaded": result.loaded,
+                 "quarantined": result.quarantined, "unreadable": result.unreadable, "items": result.items,
+                 "inserted": result.records_inserted, "closed": result.records_closed, "b": batch_id},
+            )
+        if not result.conserved:  # a bug, never bad input: fail loudly
+            raise IngestError(f"library {code}: conservation broken: {result.to_dict()}")
+        log.info("library %s: %s read=%d loaded=%d quarantined=%d unreadable=%d", code, result.status,
+                 result.read, result.loaded, result.quarantined, result.unreadable)
+        return result
 
 
 def _fail(engine: sa.Engine, result: IngestResult, message: str) -> IngestResult:

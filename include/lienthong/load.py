@@ -9,7 +9,9 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict
 
 import sqlalchemy as sa
@@ -174,8 +176,10 @@ _REFRESH_FLAGS = sa.text(
          AND (r.has_warnings, r.is_complete) IS DISTINCT FROM (s.has_warnings, s.is_complete)"""
 )
 
-_INSERT_NEW_VERSIONS = sa.text(
-    """WITH new_version AS (
+def _insert_versions(record_filter: str, item_filter: str) -> sa.TextClause:
+    """New current versions of the staged records the filters select, with their items; returns both counts."""
+    return sa.text(
+        f"""WITH new_version AS (
            INSERT INTO core.record (library_code, local_id, record_hash, title, author, pub_place, publisher,
                                     pub_year, isbns, language, keywords, subjects, call_number, quantity, encoding,
                                     repairs, has_warnings, is_complete, valid_from, loaded_by_batch)
@@ -183,9 +187,7 @@ _INSERT_NEW_VERSIONS = sa.text(
                   s.isbns, s.language, s.keywords, s.subjects, s.call_number, s.quantity, s.encoding,
                   s.repairs, s.has_warnings, s.is_complete, now(), :b
            FROM staging.record s
-           WHERE s.batch_id = :b
-             AND NOT EXISTS (SELECT 1 FROM core.record r
-                             WHERE r.library_code = :l AND r.valid_to IS NULL AND r.local_id = s.local_id)
+           WHERE s.batch_id = :b AND {record_filter}
            RETURNING record_id, local_id
        ), new_items AS (
            INSERT INTO core.item (record_id, library_code, item_seq, accession_number, call_number, barcode,
@@ -193,11 +195,20 @@ _INSERT_NEW_VERSIONS = sa.text(
            SELECT nv.record_id, :l, si.item_seq, si.accession_number, si.call_number, si.barcode, si.collection,
                   si.item_type, si.location, si.status
            FROM staging.item si JOIN new_version nv ON nv.local_id = si.local_id
-           WHERE si.batch_id = :b
+           WHERE si.batch_id = :b AND {item_filter}
            RETURNING 1
        )
        SELECT (SELECT count(*) FROM new_version), (SELECT count(*) FROM new_items)"""
+    )
+
+
+_INSERT_NEW_VERSIONS = _insert_versions(
+    """NOT EXISTS (SELECT 1 FROM core.record r
+                   WHERE r.library_code = :l AND r.valid_to IS NULL AND r.local_id = s.local_id)""",
+    "true",
 )
+# A library without a current record: the listed staged records are all new (local ids are unique in a batch).
+_INSERT_LISTED = _insert_versions("s.local_id = ANY(:ids)", "si.local_id = ANY(:ids)")
 
 
 def apply_snapshot(conn: sa.Connection, batch_id: int, library_code: str) -> dict:
@@ -214,6 +225,72 @@ def apply_snapshot(conn: sa.Connection, batch_id: int, library_code: str) -> dic
     inserted, items = conn.execute(_INSERT_NEW_VERSIONS, {"b": batch_id, "l": library_code}).one()
     conn.execute(sa.text("SET LOCAL enable_nestloop = DEFAULT"))
     return {"records_closed": closed, "records_inserted": int(inserted), "items_inserted": int(items)}
+
+
+class FirstSnapshot:
+    """The snapshot of a library with no current record, put into core chunk by chunk, on a thread of its own.
+
+    None of its records has a version to close or compare with, so each chunk can be inserted as soon as it is
+    staged, while the next one is read and validated; otherwise PostgreSQL does it all at the end while the rest
+    waits. Every insert runs in the one transaction that also records the batch's outcome, under a savepoint: a
+    held batch rolls them back, and no one sees any of it before the batch commits. Build it only under the
+    library lock, after counting no current record.
+    """
+
+    def __init__(self, engine: sa.Engine, batch_id: int, library_code: str) -> None:
+        self.batch_id, self.library_code = batch_id, library_code
+        self.connection = engine.connect()
+        self._transaction = self.connection.begin()
+        self.connection.execute(sa.text("SET LOCAL enable_nestloop = off"))  # see apply_snapshot
+        self._inserts = self.connection.begin_nested()
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"snapshot-{library_code}")
+        self._futures: list[Future] = []
+
+    def add(self, local_ids: Sequence[str]) -> None:
+        """Queue the insert of these staged (committed) records; an earlier chunk's failure is raised here."""
+        for future in self._futures:
+            if future.done() and future.exception() is not None:
+                raise future.exception()
+        if local_ids:
+            self._futures.append(self._thread.submit(self._insert, list(local_ids)))
+
+    def _insert(self, local_ids: list[str]) -> tuple[int, int]:
+        records, items = self.connection.execute(
+            _INSERT_LISTED, {"b": self.batch_id, "l": self.library_code, "ids": local_ids}).one()
+        return int(records), int(items)
+
+    def wait(self) -> dict:
+        """Every queued insert done: the records and items inserted."""
+        done = [future.result() for future in self._futures]
+        return {"records_inserted": sum(r for r, _ in done), "items_inserted": sum(i for _, i in done)}
+
+    def keep(self) -> None:
+        self._inserts.commit()
+
+    def discard(self) -> None:
+        self._inserts.rollback()
+
+    @contextmanager
+    def finishing(self) -> Iterator[sa.Connection]:
+        """The transaction, to record the batch's outcome in: committed on success, else rolled back."""
+        try:
+            yield self.connection
+            self._transaction.commit()
+        finally:
+            self.close()
+
+    def __enter__(self) -> FirstSnapshot:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Roll back whatever was not committed and let the connection go (idempotent)."""
+        self._thread.shutdown(wait=True, cancel_futures=True)
+        if self._transaction.is_active:
+            self._transaction.rollback()
+        self.connection.close()
 
 
 def clear_staging(conn: sa.Connection, batch_id: int) -> None:
