@@ -5,11 +5,14 @@ Every export format ends up as these two dataclasses, so later stages never see 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 
+import msgspec
 
-_HASH_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+# The hashed payload is compact JSON with sorted keys and raw UTF-8: byte for byte what
+# json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")) writes (tests/test_model.py), so
+# hashes stored before msgspec took over still match.
+_HASH_JSON = msgspec.json.Encoder(order="sorted")
 
 
 @dataclass
@@ -57,7 +60,6 @@ class CanonicalRecord:
     def compute_hash(self) -> str:
         """Hash of the content only (not the position in the file), so an unchanged record keeps its hash."""
         content = {name: getattr(self, name) for name in self.CONTENT_FIELDS}
-        content["items"] = [dict(vars(item)) for item in self.items]  # = asdict() for flat items, 10× cheaper
-        payload = _HASH_JSON.encode(content)
-        self.record_hash = hashlib.sha256(payload.encode("utf-8")).hexdigest()
+        content["items"] = self.items  # each encoded as an object of all its fields, in sorted order
+        self.record_hash = hashlib.sha256(_HASH_JSON.encode(content)).hexdigest()
         return self.record_hash
