@@ -589,7 +589,8 @@ class LightField:
         return self._subfields
 
     def get_subfields(self, *codes: str) -> list[str]:
-        return [value for code, value in self.subfields if code in codes]
+        subfields = self._subfields if self._subfields is not None else self.subfields
+        return [value for code, value in subfields if code in codes]
 
 
 class LightRecord:
