@@ -9,8 +9,8 @@ import dataclasses
 import gc
 import logging
 from collections import Counter
-from contextlib import nullcontext
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
