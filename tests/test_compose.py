@@ -183,6 +183,36 @@ def test_celery_executor_and_redis_broker(services, name):
     assert "@postgres:" in env["AIRFLOW__CELERY__RESULT_BACKEND"]
 
 
+def test_celery_workers_preload_lienthong_and_gx(services):
+    """The workers' Celery settings import lienthong and GX before the pool forks, and those imports start no
+    thread (forking after them is safe); with the Celery provider installed, Airflow's settings are all kept."""
+    import ast
+    import subprocess
+    import sys
+
+    option = env_of(services["airflow-worker"])["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"]
+    assert option == "lienthong.celery_config.CELERY_CONFIG"
+    source = ast.parse((ROOT / "include" / "lienthong" / "celery_config.py").read_text(encoding="utf-8"))
+    assigned = {target.id: node.value for node in source.body if isinstance(node, ast.Assign)
+                for target in node.targets if isinstance(target, ast.Name)}
+    assert "CELERY_CONFIG" in assigned
+    preloaded = ast.literal_eval(assigned["PRELOADED"])
+    assert "great_expectations" in preloaded
+    probe = ("import importlib, threading\n"
+             f"for name in {preloaded!r}: importlib.import_module(name)\n"
+             "print(threading.active_count())")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
+    try:
+        from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
+    except ImportError:  # the provider comes with the `scale` extra and the Docker image, not the test set
+        return
+    from lienthong.celery_config import CELERY_CONFIG
+
+    assert {k: v for k, v in CELERY_CONFIG.items() if k != "imports"} == DEFAULT_CELERY_CONFIG
+    assert set(preloaded) <= set(CELERY_CONFIG["imports"])
+
+
 @pytest.mark.parametrize("name", AIRFLOW_SERVICES)
 def test_airflow_settings(services, name):
     env = env_of(services[name])
