@@ -217,6 +217,37 @@ def test_kill_9_at_any_point_then_rerun_converges(after_v1, exports, expected, p
     assert last.status == "applied" and last.records_read == expected["counts"][0]
 
 
+@pytest.fixture
+def empty_library(expected, tmp_path):
+    """A fresh database at the v1 state with the library's records and batches gone: its next run is a first load."""
+    name = f"{expected['template']}_first_{tmp_path.name[-12:].lower().replace('-', '_')}"
+    engine = _clone(expected["template"], name)
+    expected["clones"].append(name)
+    with engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE core.batch, landing.delivery RESTART IDENTITY CASCADE"))
+    engine.lienthong_db = name
+    yield engine
+    engine.dispose()
+
+
+@pytest.mark.parametrize("point", ["kill:chunk2", "kill:apply"])
+def test_kill_9_during_a_first_load_leaves_core_empty_then_rerun_converges(empty_library, exports, expected,
+                                                                        point, tmp_path):
+    """A first load inserts chunks as it goes (load.FirstSnapshot), all in one uncommitted transaction: killed
+    after two chunks or just before the end, nothing of it is left, and a re-run gives the uninterrupted state."""
+    engine = empty_library
+    nothing = content_hash(engine)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM core.record")).scalar_one() == 0
+    child = _spawn(engine, point, tmp_path, exports[0])
+    out, err = child.communicate(timeout=240)
+    assert child.returncode == -signal.SIGKILL, (out[-2000:], err[-2000:])
+    assert content_hash(engine) == nothing
+    rerun = ingest_library(LIBRARY, exports[0], engine=engine, chunk_size=CHUNK)
+    assert rerun.status == "applied" and rerun.records_inserted == rerun.loaded
+    assert content_hash(engine) == expected["v1"]
+
+
 def test_two_runs_of_one_library_are_serialised(after_v1, exports, expected, tmp_path):
     engine = after_v1
     first_dir, second_dir = tmp_path / "first", tmp_path / "second"
