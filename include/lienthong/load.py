@@ -48,7 +48,7 @@ def _copy_line(row: Sequence) -> str:
     texts = ["\\N" if value is None else value if value.__class__ is str
              else ("t" if value else "f") if value.__class__ is bool else str(value) for value in row]
     line = "\t".join(texts)
-    if (line.count("\t") == len(texts) - 1 and line.count("\\") == list(row).count(None)
+    if (line.count("\t") == len(texts) - 1 and line.count("\\") == row.count(None)
             and not _LINE_BREAKS.search(line)):
         return line
     escaped = ["\\N" if value is None else text.translate(_COPY_ESCAPES) for value, text in zip(row, texts)]
@@ -100,8 +100,7 @@ def stage_records(
             batch_id, rec.local_id, rec.record_index, rec.byte_offset, rec.title, rec.author, rec.pub_place,
             rec.publisher, rec.pub_year, _text_array(rec.isbns), rec.language, _text_array(rec.keywords),
             _text_array(rec.subjects), rec.call_number, rec.quantity, rec.encoding, _text_array(rec.repairs),
-            rec.record_hash, has_warnings,
-            is_complete,
+            rec.record_hash, has_warnings, is_complete,
         ))
         for seq, item in enumerate(rec.items):
             item_rows.append((

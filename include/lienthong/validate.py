@@ -403,7 +403,6 @@ def get_context():
         if _context is None:
             import great_expectations as gx
             from great_expectations.data_context.types.base import ProgressBarsConfig
-
             from great_expectations.execution_engine import pandas_execution_engine
 
             context = gx.get_context(mode="ephemeral")
