@@ -52,6 +52,31 @@ def test_meanwhile_runs_once_before_the_first_record(batch_records):
     assert events.count("record") == len(_sequential(path))
 
 
+def test_workers_run_below_the_ingesting_process():
+    """The ingesting process is the critical path (validate, stage, load): its workers are niced under it."""
+    import multiprocessing
+    import os
+    import time
+
+    path = FIXTURES / "real_bulk" / "traject_test_data.utf8.mrc"
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    expected = min(19, own + workers.WORKER_NICENESS)
+    niceness: list[int] = []
+    for _ in workers.canonical_records(path, encoding=None, library_code=LIBRARY, item_field="952", workers=2,
+                                       batch_records=1):
+        if niceness:
+            continue
+        deadline = time.monotonic() + 30  # each worker lowers itself as it starts, before its first batch
+        while time.monotonic() < deadline:
+            children = multiprocessing.active_children()
+            niceness = [os.getpriority(os.PRIO_PROCESS, child.pid) for child in children]
+            if len(children) == 2 and niceness == [expected] * 2:
+                break
+            time.sleep(0.05)
+    assert niceness == [expected] * 2
+    assert os.getpriority(os.PRIO_PROCESS, 0) == own
+
+
 def test_marcxml_is_left_to_the_sequential_reader():
     path = FIXTURES / "marcxml" / "marc4j__sample1a.xml"
     assert workers.canonical_records(path, encoding=None, library_code=LIBRARY, item_field="952",

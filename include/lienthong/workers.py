@@ -28,6 +28,7 @@ __all__ = ["PARALLEL_MIN_BYTES", "canonical_records", "ingest_workers"]
 
 PARALLEL_MIN_BYTES = 8 << 20  # about 10,000 records: below that, starting workers costs more than it saves
 BATCH_RECORDS = 1000
+WORKER_NICENESS = 10  # see _yield_to_ingest
 IN_FLIGHT_PER_WORKER = 10  # batches queued per worker: about one chunk in all, so workers go on while a chunk loads
 
 
@@ -65,7 +66,7 @@ def canonical_records(path: str | os.PathLike, *, encoding: str | None, library_
 
 def _in_order(batches: Iterator[FrameBatch], library_code: str, item_field: str, workers: int,
               meanwhile: Callable[[], object] | None = None) -> Iterator[CanonicalRecord | Unreadable]:
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_yield_to_ingest)
     pending: deque = deque()
     try:
         for batch in batches:
@@ -81,6 +82,12 @@ def _in_order(batches: Iterator[FrameBatch], library_code: str, item_field: str,
             yield from _entries(*pending.popleft().result())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _yield_to_ingest() -> None:
+    """Run a worker below the ingesting process: that process (validate, stage, load) is the pipeline's critical
+    path, and workers that are a few batches ahead lose nothing by waiting for an idle core."""
+    os.nice(WORKER_NICENESS)
 
 
 # Records cross between processes as msgpack: a third of pickle's CPU for dataclasses, on both sides.
