@@ -434,7 +434,9 @@ def _ingest_locked(engine, library, delivery, path: Path, result: IngestResult, 
                 result.message = (f"held: the export has {incoming} records against {current} in the last accepted "
                                   f"state (a drop over {threshold:.0%}); the library keeps its last good data")
             else:
-                applied = load.apply_snapshot(conn, batch_id, code)
+                # A first snapshot's records are all in already, and there was nothing current to close or compare.
+                applied = (load.apply_snapshot(conn, batch_id, code) if snapshot is None
+                           else {"records_inserted": 0, "records_closed": 0})
                 result.status = "applied"
                 result.records_inserted = applied["records_inserted"] + first["records_inserted"]
                 result.records_closed = applied["records_closed"]
