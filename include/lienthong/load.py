@@ -7,13 +7,12 @@ A record quarantined in this batch keeps its last good version, so a bad export 
 from __future__ import annotations
 
 import io
-import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict
 
+import msgspec
 import sqlalchemy as sa
 
 from lienthong.model import CanonicalRecord
@@ -70,13 +69,12 @@ def _copy(raw_connection, table: str, columns: Sequence[str], rows: Iterable[Seq
     return count
 
 
-_JSON = json.JSONEncoder(ensure_ascii=False)  # one encoder: json.dumps(ensure_ascii=False) builds one per call
+_JSON = msgspec.json.Encoder()  # dataclasses as they are: asdict() deep-copies every record first
 
 
 def _json(value) -> str:
-    if isinstance(value, list) and not value:
-        return "[]"
-    return _JSON.encode(value).replace("\\u0000", "\ufffd")
+    """JSON for a jsonb column, which refuses NUL even escaped."""
+    return _JSON.encode(value).decode().replace("\\u0000", "\ufffd")
 
 
 def _text_array(values: Sequence[str]) -> str:
@@ -135,7 +133,7 @@ def write_quarantine(conn: sa.Connection, batch_id: int, library_code: str,
     _copy_through_temp(conn, "quality.quarantine",
           ("batch_id", "library_code", "local_id", "record_index", "record_hash", "title", "reasons", "record"),
           ((batch_id, library_code, rec.local_id, rec.record_index, rec.record_hash, rec.title,
-            _text_array(reasons), _json(asdict(rec))) for rec, reasons in records))
+            _text_array(reasons), _json(rec)) for rec, reasons in records))
 
 
 def write_failures(conn: sa.Connection, batch_id: int, library_code: str, failures: Sequence) -> None:

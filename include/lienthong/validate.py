@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from functools import lru_cache
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -284,7 +285,7 @@ def _clean(value: Any) -> str | None:
 def _join(values: Iterable[Any]) -> str | None:
     if not values:
         return None
-    cleaned = [v for v in map(_clean, values) if v is not None]
+    cleaned = [v for v in _clean_all(values) if v is not None]
     return JOIN.join(cleaned) if cleaned else None
 
 
@@ -298,6 +299,11 @@ def accession_key(value: str) -> str:
     return "".join(value.split()).casefold()
 
 
+def _clean_all(values: Iterable[Any]) -> list[str | None]:
+    """:func:`_clean` over a column, with its common cases (None, text) inline: a chunk has a million values."""
+    return [None if v is None else (v.strip() or None) if v.__class__ is str else _clean(v) for v in values]
+
+
 def records_frame(records: Iterable[CanonicalRecord], accession_seen: set[str] | None = None) -> pd.DataFrame:
     """One row per record: :data:`COLUMNS` then :data:`DERIVED_COLUMNS` (see the suites in expectations/).
 
@@ -305,17 +311,20 @@ def records_frame(records: Iterable[CanonicalRecord], accession_seen: set[str] |
     is unique across the whole export; the first record using it keeps it, later ones fail.
     """
     records = list(records)
+    indexes = [r.record_index for r in records]
     columns: dict[str, list] = {
-        "record_key": [f"{r.record_index}" for r in records],
-        "local_id": [_clean(r.local_id) or f"idx:{r.record_index}" for r in records],
-        "record_index": [int(r.record_index) for r in records],
-        **{name: [_clean(getattr(r, name)) for r in records]
+        "record_key": [f"{index}" for index in indexes],
+        "local_id": [local_id or f"idx:{index}"
+                     for local_id, index in zip(_clean_all([r.local_id for r in records]), indexes)],
+        "record_index": [int(index) for index in indexes],
+        **{name: _clean_all(map(attrgetter(name), records))
            for name in ("title", "author", "pub_place", "publisher", "pub_year")},
-        "keywords": [_join(r.keywords) for r in records],
-        "subjects": [_join(r.subjects) for r in records],
-        "accession_numbers": [_join([item.accession_number for item in r.items]) for r in records],
-        "call_number": [_clean(r.call_number) or next((c for c in map(_clean, (i.call_number for i in r.items))
-                                                        if c is not None), None) for r in records],
+        "keywords": [_join(r.keywords) if r.keywords else None for r in records],
+        "subjects": [_join(r.subjects) if r.subjects else None for r in records],
+        "accession_numbers": [_join([item.accession_number for item in r.items]) if r.items else None
+                              for r in records],
+        "call_number": [number or _first_item_call_number(r.items)
+                        for number, r in zip(_clean_all([r.call_number for r in records]), records)],
         "quantity": [None if r.quantity is None else int(r.quantity) for r in records],
     }
     frame = pd.DataFrame(
@@ -328,7 +337,12 @@ def records_frame(records: Iterable[CanonicalRecord], accession_seen: set[str] |
             for name, values in columns.items()
         }
     )
-    return _with_derived(frame, records, set() if accession_seen is None else accession_seen)
+    return _with_derived(frame, records, columns, set() if accession_seen is None else accession_seen)
+
+
+def _first_item_call_number(items: list) -> str | None:
+    """A record without its own call number takes its first copy's (the 952$o of Koha exports)."""
+    return next((number for number in _clean_all([item.call_number for item in items]) if number is not None), None)
 
 
 def _invalid_isbns(isbns: list[str]) -> str | None:
@@ -357,21 +371,28 @@ def _duplicates(items, seen: set[str]) -> str | None:
     return JOIN.join(dup) if dup else None
 
 
-def _with_derived(frame: pd.DataFrame, records: list[CanonicalRecord], seen: set[str]) -> pd.DataFrame:
-    """The record_validity columns, column-wise (per-value code only for ISBN check digits and ĐKCB)."""
-    year = frame["pub_year"].where(frame["pub_year"].str.fullmatch(r"[0-9]{4}", na=False))
-    frame["isbns_invalid"] = _text_series([_invalid_isbns(r.isbns) for r in records])
-    frame["pub_year_number"] = pd.to_numeric(year, errors="coerce").astype("Int64")
-    language = _text_series([(_clean(r.language) or "").lower() or None for r in records])
-    # Checked here with isin: handing GX the ~8,000 codes as a value_set costs over a second per chunk.
-    frame["language_invalid"] = language.where(language.notna() & ~language.isin(language_codes()))
-    frame["language_invalid"] = _text_series([_clean(x) for x in frame["language_invalid"].tolist()])
-    frame["duplicate_accession_numbers"] = _text_series([_duplicates(r.items, seen) for r in records])
+_FOUR_DIGITS = re.compile(r"[0-9]{4}")
+
+
+def _with_derived(frame: pd.DataFrame, records: list[CanonicalRecord], columns: Mapping[str, list],
+                  seen: set[str]) -> pd.DataFrame:
+    """The record_validity columns, from the frame's own column lists (per-value code where pandas would loop
+    in Python anyway: years, ISBN check digits, language codes, ĐKCB)."""
+    frame["isbns_invalid"] = _text_series([_invalid_isbns(r.isbns) if r.isbns else None for r in records])
+    frame["pub_year_number"] = pd.Series(
+        [int(year) if year is not None and _FOUR_DIGITS.fullmatch(year) else None for year in columns["pub_year"]],
+        dtype="Int64")
+    # Checked here: handing GX the ~8,000 codes as a value_set costs over a second per chunk.
+    codes = language_codes()
+    languages = [(language or "").lower() or None for language in _clean_all([r.language for r in records])]
+    frame["language_invalid"] = _text_series(
+        [language if language is not None and language not in codes else None for language in languages])
+    frame["duplicate_accession_numbers"] = _text_series(
+        [_duplicates(r.items, seen) if r.items else None for r in records])
     bibliographic = frame[["title", "author", "pub_place", "publisher", "pub_year", "keywords", "subjects"]]
-    no_bibliographic = bibliographic.isna().all(axis=1) & pd.Series([not r.isbns for r in records], dtype=bool)
-    has_items = frame["accession_numbers"].notna()
-    frame["orphan_items"] = frame["accession_numbers"].where(no_bibliographic & has_items).astype(object)
-    frame["orphan_items"] = _text_series([_clean(v) for v in frame["orphan_items"].tolist()])
+    orphan = (bibliographic.isna().all(axis=1) & frame["accession_numbers"].notna()).tolist()
+    frame["orphan_items"] = _text_series([numbers if alone and not r.isbns else None
+                                          for numbers, alone, r in zip(columns["accession_numbers"], orphan, records)])
     return frame
 
 
