@@ -257,6 +257,36 @@ def test_a_first_snapshot_that_fails_mid_run_leaves_core_empty(library_code, cle
         assert conn.execute(sa.text("SELECT status FROM core.batch")).scalar_one() == "failed"
 
 
+def test_a_staging_copy_that_fails_in_the_background_fails_the_run_and_keeps_the_last_good_data(
+        library_code, clean_warehouse, tmp_path, monkeypatch):
+    """Staging COPYs run on their own thread (load.Stager) while the next chunk is validated: the first one
+    that fails still fails the run, nothing of it is applied, and staging is left empty."""
+    from lienthong import load
+    from lienthong.ingest import IngestError
+
+    good = ingest_library(library_code, write_marc(tmp_path / "good.mrc", [book("SEED", "Một biểu ghi cũ")]))
+    before = _current_content(clean_warehouse, library_code)
+    calls = {"n": 0}
+    stage = load.stage_records
+
+    def second_copy_fails(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("connection reset while staging")
+        return stage(*args, **kwargs)
+
+    monkeypatch.setattr(load, "stage_records", second_copy_fails)
+    with pytest.raises(IngestError, match="connection reset while staging"):
+        ingest_library(library_code, _first_load_export(tmp_path), chunk_size=2)
+    assert calls["n"] >= 2
+    assert _current_content(clean_warehouse, library_code) == before
+    with clean_warehouse.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM staging.record")).scalar_one() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM staging.item")).scalar_one() == 0
+        statuses = conn.execute(sa.text("SELECT batch_id, status FROM core.batch ORDER BY batch_id")).all()
+    assert [status for _, status in statuses] == ["applied", "failed"] and statuses[0][0] == good.batch_id
+
+
 def test_a_held_first_snapshot_is_rolled_back_but_its_checks_are_kept(library_code, clean_warehouse, tmp_path,
                                                                     monkeypatch):
     from lienthong import ingest

@@ -104,6 +104,7 @@ class _BatchRun:
     """The parse → validate → stage loop of one batch, accumulating counts and reasons."""
 
     names: tuple[str, str] | None = None  # (landed name, original name) for reasons
+    stager: load.Stager  # while run() runs
 
     def __init__(self, engine: sa.Engine, batch_id: int, library_code: str, item_field: str,
                  field_mapping=None, policy: Policy | None = None, exceptions: dict | None = None,
@@ -137,8 +138,10 @@ class _BatchRun:
         thresholds = gc.get_threshold()
         gc.set_threshold(100_000, 50, 100)
         try:
-            for chunk in _chunks(self._stream(path, file_format, encoding), chunk_size):
-                self._chunk(chunk)
+            with load.Stager(self.engine, self.batch_id) as self.stager:
+                for chunk in _chunks(self._stream(path, file_format, encoding), chunk_size):
+                    self._chunk(chunk)
+                self.stager.wait()
         finally:
             gc.set_threshold(*thresholds)
 
@@ -229,7 +232,7 @@ class _BatchRun:
 
         flags = {rec.record_index: (rec.record_index in warned, rec.record_index not in incomplete)
                  for rec in loadable}
-        n_records, n_items = load.stage_records(self.engine, self.batch_id, loadable, flags)
+        staged = self.stager.stage(loadable, flags)
         with self.engine.begin() as conn:
             load.write_quarantine(conn, self.batch_id, self.library_code, quarantined)
             load.write_failures(conn, self.batch_id, self.library_code, failures)
@@ -237,10 +240,10 @@ class _BatchRun:
             quality.write_gx_results(conn, self.batch_id, self.library_code, self.chunk_number,
                                      validation.gx_results)
         if self.snapshot is not None:
-            self.snapshot.add([rec.local_id for rec in loadable])
+            self.snapshot.add([rec.local_id for rec in loadable], staged)
         self.chunk_number += 1
-        self.result_counts["loaded"] += n_records
-        self.result_counts["items"] += n_items
+        self.result_counts["loaded"] += len(loadable)
+        self.result_counts["items"] += sum(len(rec.items) for rec in loadable)
         self.result_counts["quarantined"] += len(quarantined)
 
 

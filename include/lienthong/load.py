@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import msgspec
 import sqlalchemy as sa
@@ -87,32 +88,91 @@ def _text_array(values: Sequence[str]) -> str:
     return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
-def stage_records(
-    engine: sa.Engine, batch_id: int, records: Sequence[CanonicalRecord], flags: dict[int, tuple[bool, bool]]
-) -> tuple[int, int]:
-    """COPY loadable records and their items into staging; flags[record_index] = (has_warnings, is_complete)."""
-    record_rows, item_rows = [], []
+@dataclass(frozen=True)
+class StagingRows:
+    """A chunk's loadable records and items as COPY text for staging, built before any connection is used."""
+
+    records: str
+    items: str
+    record_count: int
+    item_count: int
+
+
+def staging_rows(batch_id: int, records: Sequence[CanonicalRecord],
+                 flags: dict[int, tuple[bool, bool]]) -> StagingRows:
+    """flags[record_index] = (has_warnings, is_complete)."""
+    record_lines, item_lines = [], []
     for rec in records:
         has_warnings, is_complete = flags[rec.record_index]
-        record_rows.append((
+        record_lines.append(_copy_line((
             batch_id, rec.local_id, rec.record_index, rec.byte_offset, rec.title, rec.author, rec.pub_place,
             rec.publisher, rec.pub_year, _text_array(rec.isbns), rec.language, _text_array(rec.keywords),
             _text_array(rec.subjects), rec.call_number, rec.quantity, rec.encoding, _text_array(rec.repairs),
             rec.record_hash, has_warnings, is_complete,
-        ))
+        )))
         for seq, item in enumerate(rec.items):
-            item_rows.append((
+            item_lines.append(_copy_line((
                 batch_id, rec.local_id, seq, item.accession_number, item.call_number, item.barcode,
                 item.collection, item.item_type, item.location, item.status,
-            ))
+            )))
+    return StagingRows("".join(f"{line}\n" for line in record_lines), "".join(f"{line}\n" for line in item_lines),
+                       len(record_lines), len(item_lines))
+
+
+def stage_records(engine: sa.Engine, rows: StagingRows) -> tuple[int, int]:
+    """COPY a chunk into staging and commit it: (records, items)."""
     raw = engine.raw_connection()
     try:
-        n_records = _copy(raw, "staging.record", RECORD_COLUMNS, record_rows)
-        n_items = _copy(raw, "staging.item", ITEM_COLUMNS, item_rows)
+        with raw.cursor() as cursor:
+            for table, columns, text, count in (("staging.record", RECORD_COLUMNS, rows.records, rows.record_count),
+                                                ("staging.item", ITEM_COLUMNS, rows.items, rows.item_count)):
+                if count:
+                    cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", io.StringIO(text))
         raw.commit()
     finally:
         raw.close()
-    return n_records, n_items
+    return rows.record_count, rows.item_count
+
+
+class Stager:
+    """Staging COPYs on a thread of their own, in order, while the ingest reads and validates the next chunk.
+
+    The ingesting process is the pipeline's critical path; it would otherwise wait while PostgreSQL parses each
+    COPY. :meth:`wait` returns once every chunk is committed to staging, and raises the first failure; a
+    failure also surfaces at the next :meth:`stage`.
+    """
+
+    def __init__(self, engine: sa.Engine, batch_id: int) -> None:
+        self.engine, self.batch_id = engine, batch_id
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"staging-{batch_id}")
+        self._futures: list[Future] = []
+
+    def stage(self, records: Sequence[CanonicalRecord], flags: dict[int, tuple[bool, bool]]) -> Future:
+        """Queue the chunk's COPY; the future is done when it is committed (see :func:`stage_records`)."""
+        _raise_first_failure(self._futures)
+        rows = staging_rows(self.batch_id, records, flags)
+        future = self._thread.submit(lambda: stage_records(self.engine, rows))
+        self._futures.append(future)
+        return future
+
+    def wait(self) -> None:
+        for future in self._futures:
+            future.result()
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Stager:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _raise_first_failure(futures: Sequence[Future]) -> None:
+    for future in futures:
+        if future.done() and future.exception() is not None:
+            raise future.exception()
 
 
 def _copy_through_temp(conn: sa.Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
@@ -243,15 +303,16 @@ class FirstSnapshot:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"snapshot-{library_code}")
         self._futures: list[Future] = []
 
-    def add(self, local_ids: Sequence[str]) -> None:
-        """Queue the insert of these staged (committed) records; an earlier chunk's failure is raised here."""
-        for future in self._futures:
-            if future.done() and future.exception() is not None:
-                raise future.exception()
+    def add(self, local_ids: Sequence[str], staged: Future | None = None) -> None:
+        """Queue the insert of these records once ``staged`` (their COPY) is committed; an earlier chunk's failure
+        is raised here."""
+        _raise_first_failure(self._futures)
         if local_ids:
-            self._futures.append(self._thread.submit(self._insert, list(local_ids)))
+            self._futures.append(self._thread.submit(self._insert, list(local_ids), staged))
 
-    def _insert(self, local_ids: list[str]) -> tuple[int, int]:
+    def _insert(self, local_ids: list[str], staged: Future | None) -> tuple[int, int]:
+        if staged is not None:
+            staged.result()
         records, items = self.connection.execute(
             _INSERT_LISTED, {"b": self.batch_id, "l": self.library_code, "ids": local_ids}).one()
         return int(records), int(items)
