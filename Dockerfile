@@ -10,6 +10,12 @@ USER root
 RUN mkdir -p /opt/airflow/var \
     && chown -R airflow:0 /opt/airflow/var \
     && chmod -R g+rwX /opt/airflow/var
+# A C compiler for setup.py's Cython build of the per-record hot path (parse, normalise, vietnamese); without
+# one, lienthong installs as pure Python and a large export takes about 13 % longer to ingest.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/*
 USER airflow
 
 # Install the project (and its pinned dependencies) into the image, as the official docs recommend
@@ -17,7 +23,7 @@ USER airflow
 # apache-airflow is named again so pip cannot move Airflow itself off the image's version.
 # README.m[d] is a glob so the build still works while the project has no README yet.
 WORKDIR /opt/lienthong
-COPY --chown=airflow:0 pyproject.toml README.m[d] ./
+COPY --chown=airflow:0 pyproject.toml setup.py README.m[d] ./
 COPY --chown=airflow:0 include/ ./include/
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" .
 

@@ -23,7 +23,7 @@ help:
 	@echo "make scale-test  the province through CeleryExecutor: Redis, two Celery workers, same warehouse as a local run"
 	@echo "make db-stop  stop the embedded PostgreSQL"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py include/lienthong/parse.py include/lienthong/normalise.py include/lienthong/vietnamese.py
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "lienthong needs Python 3.11+"'
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

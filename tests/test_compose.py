@@ -399,5 +399,8 @@ def test_dockerfile_pins_airflow_and_installs_project():
     assert re.search(r"^COPY\b.*\bpyproject\.toml\b", text, flags=re.M)
     assert re.search(r"^COPY\b.*\binclude/?\s", text, flags=re.M)
     assert re.search(r"pip install --no-cache-dir\b.*\s\.\s*$", text, flags=re.M)
+    # setup.py compiles the hot path: it must be in the image, with a compiler
+    assert re.search(r"^COPY\b.*\bsetup\.py\b", text, flags=re.M)
+    assert re.search(r"apt-get install\b.*\bgcc\b", text)
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert '"apache-airflow==3.3.2"' in pyproject, "pyproject and Dockerfile must pin the same Airflow"
