@@ -234,22 +234,29 @@ def test_a_first_snapshot_goes_in_chunk_by_chunk_with_the_same_result(library_co
     assert _current_content(clean_warehouse, library_code) == chunked
 
 
+def _staging_fails_at(monkeypatch, n: int, message: str) -> dict:
+    """Make the n-th staging COPY of the test raise RuntimeError(message); returns the call count."""
+    from lienthong import load
+
+    calls = {"n": 0}
+    stage = load.stage_records
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise RuntimeError(message)
+        return stage(*args, **kwargs)
+
+    monkeypatch.setattr(load, "stage_records", failing)
+    return calls
+
+
 def test_a_first_snapshot_that_fails_mid_run_leaves_core_empty(library_code, clean_warehouse, tmp_path,
                                                                monkeypatch):
     """Chunks already inserted are rolled back with the run: nothing of a failed first load is visible."""
-    from lienthong import load
     from lienthong.ingest import IngestError
 
-    staged = {"n": 0}
-    stage = load.stage_records
-
-    def third_chunk_fails(*args, **kwargs):
-        staged["n"] += 1
-        if staged["n"] == 3:
-            raise RuntimeError("disk full while staging")
-        return stage(*args, **kwargs)
-
-    monkeypatch.setattr(load, "stage_records", third_chunk_fails)
+    _staging_fails_at(monkeypatch, 3, "disk full while staging")
     with pytest.raises(IngestError, match="disk full"):
         ingest_library(library_code, _first_load_export(tmp_path), chunk_size=2)
     with clean_warehouse.connect() as conn:
@@ -261,21 +268,11 @@ def test_a_staging_copy_that_fails_in_the_background_fails_the_run_and_keeps_the
         library_code, clean_warehouse, tmp_path, monkeypatch):
     """Staging COPYs run on their own thread (load.Stager) while the next chunk is validated: the first one
     that fails still fails the run, nothing of it is applied, and staging is left empty."""
-    from lienthong import load
     from lienthong.ingest import IngestError
 
     good = ingest_library(library_code, write_marc(tmp_path / "good.mrc", [book("SEED", "Một biểu ghi cũ")]))
     before = _current_content(clean_warehouse, library_code)
-    calls = {"n": 0}
-    stage = load.stage_records
-
-    def second_copy_fails(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("connection reset while staging")
-        return stage(*args, **kwargs)
-
-    monkeypatch.setattr(load, "stage_records", second_copy_fails)
+    calls = _staging_fails_at(monkeypatch, 2, "connection reset while staging")
     with pytest.raises(IngestError, match="connection reset while staging"):
         ingest_library(library_code, _first_load_export(tmp_path), chunk_size=2)
     assert calls["n"] >= 2
