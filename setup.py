@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
+import sysconfig
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -20,19 +23,29 @@ COMPILED = ("parse", "normalise", "vietnamese")  # keep in step with lienthong.C
 
 
 class BuildHotPath(build_ext):
-    """build_ext that records the source each module was compiled from (lienthong/_compiled.json)."""
+    """build_ext that records what each module was compiled from and for (lienthong/_compiled.json)."""
 
     def run(self) -> None:
         super().run()
         if not self.extensions:
             return
-        built = {}
+        sources = {}
         for extension in self.extensions:
             name = extension.name.rsplit(".", 1)[1]
             if Path(self.get_ext_fullpath(extension.name)).exists():
-                built[name] = hashlib.sha256((PACKAGE / f"{name}.py").read_bytes()).hexdigest()
+                sources[name] = hashlib.sha256((PACKAGE / f"{name}.py").read_bytes()).hexdigest()
         target = Path(self.get_ext_fullpath(self.extensions[0].name)).parent / "_compiled.json"
+        built = {"built_for": _built_for(), "sources": sources}
         target.write_text(json.dumps(built, indent=1, sort_keys=True) + "\n")
+
+
+def _built_for() -> dict:
+    """The interpreter and C library a build is for: as lienthong.built_for() reads them at import."""
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError):
+        libc = None
+    return {"cache_tag": sys.implementation.cache_tag, "platform": sysconfig.get_platform(), "libc": libc}
 
 
 def extensions() -> list[Extension]:

@@ -81,20 +81,42 @@ def test_compiled_and_pure_python_read_every_public_fixture_the_same():
     assert compiled["records"] == pure["records"]
 
 
-def test_an_edited_module_is_imported_from_its_source_until_rebuilt(tmp_path):
+def _package_copy(tmp_path) -> Path:
     state = lienthong.compiled_modules()
     if not state or not all(state.values()):
         pytest.skip("needs a current build of every compiled module")
     copy = tmp_path / "lienthong"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    with open(copy / "normalise.py", "a", encoding="utf-8") as source:
-        source.write("\nEDITED = True\n")
+    return copy
+
+
+def _imported_from(copy: Path) -> tuple[dict, str, str, bool]:
+    """(compiled_modules(), normalise's file, parse's file, whether normalise was edited) in a fresh process."""
     probe = ("import json, lienthong, lienthong.normalise as n, lienthong.parse as p; "
              "print(json.dumps([lienthong.compiled_modules(), n.__file__, p.__file__, getattr(n, 'EDITED', False)]))")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path), "LIENTHONG_PURE_PYTHON": "0"}
+    env = {**os.environ, "PYTHONPATH": str(copy.parent), "LIENTHONG_PURE_PYTHON": "0"}
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120,
                           check=True)
-    modules, normalise_file, parse_file, edited = json.loads(done.stdout)
+    return tuple(json.loads(done.stdout))
+
+
+def test_an_edited_module_is_imported_from_its_source_until_rebuilt(tmp_path):
+    copy = _package_copy(tmp_path)
+    with open(copy / "normalise.py", "a", encoding="utf-8") as source:
+        source.write("\nEDITED = True\n")
+    modules, normalise_file, parse_file, edited = _imported_from(copy)
     assert modules == {"parse": True, "normalise": False, "vietnamese": True}
     assert normalise_file == str(copy / "normalise.py") and edited is True
     assert parse_file.startswith(str(copy / "parse.")) and not parse_file.endswith(".py")
+
+
+def test_a_build_for_another_c_library_is_not_loaded(tmp_path):
+    """A host's build seen through a container's mount: the sources match, the interpreter or libc may not."""
+    copy = _package_copy(tmp_path)
+    built = json.loads((copy / "_compiled.json").read_text(encoding="utf-8"))
+    assert built["built_for"] == lienthong.built_for()
+    built["built_for"]["libc"] = "glibc 9.99"
+    (copy / "_compiled.json").write_text(json.dumps(built), encoding="utf-8")
+    modules, normalise_file, parse_file, _ = _imported_from(copy)
+    assert modules == {"parse": False, "normalise": False, "vietnamese": False}
+    assert normalise_file.endswith(".py") and parse_file.endswith(".py")
