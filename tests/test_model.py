@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+import msgspec
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +21,7 @@ OPTIONAL = st.none() | TEXT
 
 def _reference_hash(record: CanonicalRecord) -> str:
     content = {name: getattr(record, name) for name in record.CONTENT_FIELDS}
-    content["items"] = [dict(vars(item)) for item in record.items]
+    content["items"] = [msgspec.structs.asdict(item) for item in record.items]
     return hashlib.sha256(_REFERENCE.encode(content).encode("utf-8")).hexdigest()
 
 

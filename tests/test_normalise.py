@@ -1,9 +1,9 @@
 """lienthong.normalise: pymarc records (built in code, Vietnamese school data) → CanonicalRecord."""
 from __future__ import annotations
 
-import dataclasses
 import unicodedata
 
+import msgspec
 import pymarc
 import pytest
 from pymarc import Field, Indicators, Subfield
@@ -217,4 +217,4 @@ def test_every_parsed_fixture_record_normalises():
                 for name in ("title", "author", "pub_place", "publisher"):
                     value = getattr(canonical, name)
                     assert value is None or (value and unicodedata.is_normalized("NFC", value)), (path.name, name)
-                assert dataclasses.asdict(canonical)
+                assert msgspec.structs.asdict(canonical)

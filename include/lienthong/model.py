@@ -1,11 +1,11 @@
 """The canonical record: the contract between normalise, validate and load.
 
-Every export format ends up as these two dataclasses, so later stages never see MARC, CSV or XLSX.
+Every export format ends up as these two types, so later stages never see MARC, CSV or XLSX.
 """
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from typing import ClassVar
 
 import msgspec
 
@@ -15,8 +15,7 @@ import msgspec
 _HASH_JSON = msgspec.json.Encoder(order="sorted")
 
 
-@dataclass
-class Item:
+class Item(msgspec.Struct, gc=False):
     """One physical copy held by a library."""
 
     accession_number: str | None = None  # số đăng ký cá biệt (ĐKCB)
@@ -28,9 +27,12 @@ class Item:
     status: str | None = None
 
 
-@dataclass
-class CanonicalRecord:
-    """One bibliographic record of one library, format-independent and NFC."""
+class CanonicalRecord(msgspec.Struct, gc=False):
+    """One bibliographic record of one library, format-independent and NFC.
+
+    A msgspec Struct that the garbage collector does not track (it holds text, numbers and lists of them, never
+    a cycle): an ingest holds hundreds of thousands at once, and the collector would scan each several times.
+    """
 
     library_code: str
     local_id: str
@@ -41,18 +43,18 @@ class CanonicalRecord:
     pub_place: str | None = None
     publisher: str | None = None
     pub_year: str | None = None
-    isbns: list[str] = field(default_factory=list)
+    isbns: list[str] = []  # msgspec gives every instance its own empty list
     language: str | None = None
-    keywords: list[str] = field(default_factory=list)
-    subjects: list[str] = field(default_factory=list)
+    keywords: list[str] = []
+    subjects: list[str] = []
     call_number: str | None = None
     quantity: int | None = None
     encoding: str = "utf-8"
-    repairs: list[str] = field(default_factory=list)
-    items: list[Item] = field(default_factory=list)
+    repairs: list[str] = []
+    items: list[Item] = []
     record_hash: str = ""
 
-    CONTENT_FIELDS = (
+    CONTENT_FIELDS: ClassVar[tuple[str, ...]] = (
         "local_id", "title", "author", "pub_place", "publisher", "pub_year", "isbns", "language",
         "keywords", "subjects", "call_number", "quantity",
     )

@@ -11,6 +11,7 @@ import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
 
+import msgspec
 import pymarc
 
 from lienthong.model import CanonicalRecord, Item
@@ -186,7 +187,7 @@ def _koha_items(fields: list[pymarc.Field], text: _Text) -> list[Item]:
             location=" / ".join(part for part in (branch, sub.get("c")) if part) or None,
             status="; ".join(status) or None,
         )
-        if any(vars(item).values()):
+        if any(msgspec.structs.astuple(item)):
             items.append(item)
     return items
 
@@ -198,7 +199,7 @@ def _holdings_items(fields: list[pymarc.Field], text: _Text) -> list[Item]:
         sub = _subfields(field, text)
         call = " ".join(part for part in (sub.get("h"), sub.get("i")) if part) or None
         item = Item(accession_number=sub.get("p"), call_number=call, barcode=sub.get("p"), location=sub.get("b"))
-        if any(vars(item).values()):
+        if any(msgspec.structs.astuple(item)):
             items.append(item)
     return items
 
