@@ -70,7 +70,7 @@ def _copy(raw_connection, table: str, columns: Sequence[str], rows: Iterable[Seq
     return count
 
 
-_JSON = msgspec.json.Encoder()  # dataclasses as they are: asdict() deep-copies every record first
+_JSON = msgspec.json.Encoder()  # records (msgspec Structs) as they are
 
 
 def _json(value) -> str:
