@@ -9,10 +9,8 @@ it was built, so an edit takes effect without a rebuild.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
-import os
-import sys
-import sysconfig
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -40,12 +38,12 @@ class BuildHotPath(build_ext):
 
 
 def _built_for() -> dict:
-    """The interpreter and C library a build is for: as lienthong.built_for() reads them at import."""
-    try:
-        libc = os.confstr("CS_GNU_LIBC_VERSION")
-    except (AttributeError, ValueError, OSError):
-        libc = None
-    return {"cache_tag": sys.implementation.cache_tag, "platform": sysconfig.get_platform(), "libc": libc}
+    """The interpreter and C library this build is for, computed by the package's own code, which checks them
+    at import (lienthong/__init__.py needs nothing but the standard library)."""
+    spec = importlib.util.spec_from_file_location("_lienthong_package", PACKAGE / "__init__.py")
+    package = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(package)
+    return package.built_for()
 
 
 def extensions() -> list[Extension]:

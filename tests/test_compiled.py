@@ -59,7 +59,10 @@ def _compiler() -> bool:
 def test_the_build_compiled_the_hot_path_where_a_compiler_is_present():
     if not _compiler():
         pytest.skip("no C compiler here: lienthong installs and runs as pure Python")
-    assert set(lienthong.compiled_modules()) == set(lienthong.COMPILED)
+    state = lienthong.compiled_modules()
+    assert set(state) == set(lienthong.COMPILED)
+    stale = sorted(name for name, usable in state.items() if not usable)
+    assert not stale, f"the compiled build of {stale} is stale or for another system: run `make install`"
 
 
 def test_a_current_build_is_imported_and_a_stale_one_is_not():
