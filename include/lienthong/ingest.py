@@ -394,7 +394,7 @@ def _ingest_locked(engine, library, delivery, path: Path, result: IngestResult, 
                         decode_workers=decode_workers, snapshot=snapshot)
         try:
             run.run(delivery.stored_path, library.source.format, library.source.encoding, chunk_size, path.name)
-            first = snapshot.wait() if snapshot is not None else {"records_inserted": 0}
+            first = snapshot.wait() if snapshot is not None else None
         except ParseError as exc:
             if snapshot is not None:
                 snapshot.close()
@@ -438,10 +438,9 @@ def _ingest_locked(engine, library, delivery, path: Path, result: IngestResult, 
                                   f"state (a drop over {threshold:.0%}); the library keeps its last good data")
             else:
                 # A first snapshot's records are all in already, and there was nothing current to close or compare.
-                applied = (load.apply_snapshot(conn, batch_id, code) if snapshot is None
-                           else {"records_inserted": 0, "records_closed": 0})
+                applied = first if first is not None else load.apply_snapshot(conn, batch_id, code)
                 result.status = "applied"
-                result.records_inserted = applied["records_inserted"] + first["records_inserted"]
+                result.records_inserted = applied["records_inserted"]
                 result.records_closed = applied["records_closed"]
             load.clear_staging(conn, batch_id)
             quality.reopen_exceptions(conn, batch_id, run.reopened)

