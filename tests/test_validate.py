@@ -310,6 +310,23 @@ def test_dataframe_input_with_pandas_string_dtype():
     assert all(f.value is None for f in outcome.failures)
 
 
+def test_failures_name_the_right_record_whatever_the_callers_index():
+    """Failures are found by row position; a caller's frame with its own index (here reversed labels) is
+    renumbered first, so each failure still carries its own row's key, local id and value."""
+    df = v.records_frame([complete(0), complete(1), complete(2)])
+    df.loc[2, "pub_year"] = "19x5"
+    df.loc[0, "title"] = None
+    df.index = [7, 5, 3]
+    outcome = v.validate_batch(df, "record_validity")
+    found = [(f.record_key, f.local_id, f.rule, f.value) for f in outcome.failures]
+    assert [failure for failure in found if failure[2] != "call_number_scheme"] == [
+        ("2", df.loc[3, "local_id"], "invalid_pub_year", "19x5")]
+    assert [key for key, _, rule, _ in found if rule == "call_number_scheme"] == ["0", "1", "2"]
+    assert [(f.record_key, f.rule) for f in v.validate_batch(df).failures] == [("0", "missing_title")]
+    with pytest.raises(ValueError, match="RangeIndex"):
+        v._run_suite(df, "record_validity")
+
+
 def test_duplicate_record_keys_rejected():
     df = v.records_frame([complete(0), complete(1)])
     df["record_key"] = "same"
