@@ -54,6 +54,7 @@ def _child(argv: list[str]) -> int:
 
     after(landing, "land", lambda n: "land")
     after(load, "stage_records", lambda n: f"chunk{n}")
+    after(load, "copy_core_rows", lambda n: f"chunk{n}")  # a first load COPYs into core itself
     after(load, "apply_snapshot", lambda n: "apply")
     after(load, "clear_staging", lambda n: "cleared")  # the last write before the run's commit
     original_info = ingest.log.info

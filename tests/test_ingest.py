@@ -234,12 +234,13 @@ def test_a_first_snapshot_goes_in_chunk_by_chunk_with_the_same_result(library_co
     assert _current_content(clean_warehouse, library_code) == chunked
 
 
-def _staging_fails_at(monkeypatch, n: int, message: str) -> dict:
-    """Make the n-th staging COPY of the test raise RuntimeError(message); returns the call count."""
+def _copy_fails_at(monkeypatch, n: int, message: str, copy: str = "stage_records") -> dict:
+    """Make the n-th chunk COPY of the test (``load.<copy>``: into staging, or a first snapshot's into core) raise
+    RuntimeError(message); returns the call count."""
     from lienthong import load
 
     calls = {"n": 0}
-    stage = load.stage_records
+    stage = getattr(load, copy)
 
     def failing(*args, **kwargs):
         calls["n"] += 1
@@ -247,17 +248,17 @@ def _staging_fails_at(monkeypatch, n: int, message: str) -> dict:
             raise RuntimeError(message)
         return stage(*args, **kwargs)
 
-    monkeypatch.setattr(load, "stage_records", failing)
+    monkeypatch.setattr(load, copy, failing)
     return calls
 
 
 def test_a_first_snapshot_that_fails_mid_run_leaves_core_empty(library_code, clean_warehouse, tmp_path,
                                                                monkeypatch):
-    """Chunks already inserted are rolled back with the run: nothing of a failed first load is visible."""
+    """Chunks already COPYed into core are rolled back with the run: nothing of a failed first load is visible."""
     from lienthong.ingest import IngestError
 
-    _staging_fails_at(monkeypatch, 3, "disk full while staging")
-    with pytest.raises(IngestError, match="disk full"):
+    _copy_fails_at(monkeypatch, 3, "disk full while loading", copy="copy_core_rows")
+    with pytest.raises(IngestError, match="disk full while loading"):
         ingest_library(library_code, _first_load_export(tmp_path), chunk_size=2)
     with clean_warehouse.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM core.record")).scalar_one() == 0
@@ -272,7 +273,7 @@ def test_a_staging_copy_that_fails_in_the_background_fails_the_run_and_keeps_the
 
     good = ingest_library(library_code, write_marc(tmp_path / "good.mrc", [book("SEED", "Một biểu ghi cũ")]))
     before = _current_content(clean_warehouse, library_code)
-    calls = _staging_fails_at(monkeypatch, 2, "connection reset while staging")
+    calls = _copy_fails_at(monkeypatch, 2, "connection reset while staging")
     with pytest.raises(IngestError, match="connection reset while staging"):
         ingest_library(library_code, _first_load_export(tmp_path), chunk_size=2)
     assert calls["n"] >= 2

@@ -104,13 +104,13 @@ class _BatchRun:
     """The parse → validate → stage loop of one batch, accumulating counts and reasons."""
 
     names: tuple[str, str] | None = None  # (landed name, original name) for reasons
-    stager: load.Stager  # while run() runs
+    sink: load.Stager | load.FirstSnapshot  # where run() puts each chunk's loadable records
 
     def __init__(self, engine: sa.Engine, batch_id: int, library_code: str, item_field: str,
                  field_mapping=None, policy: Policy | None = None, exceptions: dict | None = None,
                  decode_workers: int = 1, snapshot: load.FirstSnapshot | None = None):
         self.engine = engine
-        self.snapshot = snapshot  # a first snapshot goes into core chunk by chunk (see load.FirstSnapshot)
+        self.snapshot = snapshot  # a first snapshot goes straight into core, chunk by chunk (see load.FirstSnapshot)
         self.workers = decode_workers  # processes decoding a large ISO 2709 file (see lienthong.workers)
         self.policy = policy or Policy()
         self.exceptions = exceptions or {}  # local_id → [(exception_id, rule, record_hash)]
@@ -138,10 +138,12 @@ class _BatchRun:
         thresholds = gc.get_threshold()
         gc.set_threshold(100_000, 50, 100)
         try:
-            with load.Stager(self.engine, self.batch_id) as self.stager:
+            with load.Stager(self.engine, self.batch_id) if self.snapshot is None else nullcontext() as stager:
+                self.sink = stager or self.snapshot
                 for chunk in _chunks(self._stream(path, file_format, encoding), chunk_size):
                     self._chunk(chunk)
-                self.stager.wait()
+                if stager is not None:
+                    stager.wait()
         finally:
             gc.set_threshold(*thresholds)
 
@@ -232,15 +234,13 @@ class _BatchRun:
 
         flags = {rec.record_index: (rec.record_index in warned, rec.record_index not in incomplete)
                  for rec in loadable}
-        staged = self.stager.stage(loadable, flags)
+        self.sink.stage(loadable, flags)
         with self.engine.begin() as conn:
             load.write_quarantine(conn, self.batch_id, self.library_code, quarantined)
             load.write_failures(conn, self.batch_id, self.library_code, failures)
             load.write_unreadable(conn, self.batch_id, self.library_code, unreadable)
             quality.write_gx_results(conn, self.batch_id, self.library_code, self.chunk_number,
                                      validation.gx_results)
-        if self.snapshot is not None:
-            self.snapshot.add([rec.local_id for rec in loadable], staged)
         self.chunk_number += 1
         self.result_counts["loaded"] += len(loadable)
         self.result_counts["items"] += sum(len(rec.items) for rec in loadable)

@@ -130,6 +130,41 @@ def stage_records(engine: sa.Engine, rows: StagingRows) -> tuple[int, int]:
     return rows.record_count, rows.item_count
 
 
+CORE_RECORD_COLUMNS = (
+    "record_id", "library_code", "local_id", "record_hash", "title", "author", "pub_place", "publisher", "pub_year",
+    "isbns", "language", "keywords", "subjects", "call_number", "quantity", "encoding", "repairs", "has_warnings",
+    "is_complete", "valid_from", "loaded_by_batch",
+)
+CORE_ITEM_COLUMNS = (
+    "record_id", "library_code", "item_seq", "accession_number", "call_number", "barcode", "collection", "item_type",
+    "location", "status",
+)
+
+
+def core_rows(batch_id: int, library_code: str, valid_from: str, record_ids: Sequence[int],
+              records: Sequence[CanonicalRecord], flags: dict[int, tuple[bool, bool]]) -> StagingRows:
+    """A first snapshot's chunk as COPY text for core itself: new current versions under reserved record ids."""
+    record_rows = ((
+        record_id, library_code, rec.local_id, rec.record_hash, rec.title, rec.author, rec.pub_place, rec.publisher,
+        rec.pub_year, _text_array(rec.isbns), rec.language, _text_array(rec.keywords), _text_array(rec.subjects),
+        rec.call_number, rec.quantity, rec.encoding, _text_array(rec.repairs), *flags[rec.record_index],
+        valid_from, batch_id,
+    ) for record_id, rec in zip(record_ids, records))
+    item_rows = ((
+        record_id, library_code, seq, item.accession_number, item.call_number, item.barcode, item.collection,
+        item.item_type, item.location, item.status,
+    ) for record_id, rec in zip(record_ids, records) for seq, item in enumerate(rec.items))
+    return StagingRows(_copy_text(record_rows), _copy_text(item_rows), len(records),
+                       sum(len(rec.items) for rec in records))
+
+
+def copy_core_rows(raw_connection, rows: StagingRows) -> tuple[int, int]:
+    """COPY a first snapshot's chunk into core.record and core.item, in the caller's transaction."""
+    _copy_text_into(raw_connection, "core.record", CORE_RECORD_COLUMNS, rows.records)
+    _copy_text_into(raw_connection, "core.item", CORE_ITEM_COLUMNS, rows.items)
+    return rows.record_count, rows.item_count
+
+
 class Stager:
     """Staging COPYs on a thread of their own, in order, while the ingest reads and validates the next chunk.
 
@@ -229,10 +264,8 @@ _REFRESH_FLAGS = sa.text(
          AND (r.has_warnings, r.is_complete) IS DISTINCT FROM (s.has_warnings, s.is_complete)"""
 )
 
-def _insert_versions(record_filter: str, item_filter: str) -> sa.TextClause:
-    """New current versions of the staged records the filters select, with their items; returns both counts."""
-    return sa.text(
-        f"""WITH new_version AS (
+_INSERT_NEW_VERSIONS = sa.text(
+    """WITH new_version AS (
            INSERT INTO core.record (library_code, local_id, record_hash, title, author, pub_place, publisher,
                                     pub_year, isbns, language, keywords, subjects, call_number, quantity, encoding,
                                     repairs, has_warnings, is_complete, valid_from, loaded_by_batch)
@@ -240,7 +273,9 @@ def _insert_versions(record_filter: str, item_filter: str) -> sa.TextClause:
                   s.isbns, s.language, s.keywords, s.subjects, s.call_number, s.quantity, s.encoding,
                   s.repairs, s.has_warnings, s.is_complete, now(), :b
            FROM staging.record s
-           WHERE s.batch_id = :b AND {record_filter}
+           WHERE s.batch_id = :b AND NOT EXISTS (SELECT 1 FROM core.record r
+                                                 WHERE r.library_code = :l AND r.valid_to IS NULL
+                                                   AND r.local_id = s.local_id)
            RETURNING record_id, local_id
        ), new_items AS (
            INSERT INTO core.item (record_id, library_code, item_seq, accession_number, call_number, barcode,
@@ -248,20 +283,11 @@ def _insert_versions(record_filter: str, item_filter: str) -> sa.TextClause:
            SELECT nv.record_id, :l, si.item_seq, si.accession_number, si.call_number, si.barcode, si.collection,
                   si.item_type, si.location, si.status
            FROM staging.item si JOIN new_version nv ON nv.local_id = si.local_id
-           WHERE si.batch_id = :b AND {item_filter}
+           WHERE si.batch_id = :b
            RETURNING 1
        )
        SELECT (SELECT count(*) FROM new_version), (SELECT count(*) FROM new_items)"""
-    )
-
-
-_INSERT_NEW_VERSIONS = _insert_versions(
-    """NOT EXISTS (SELECT 1 FROM core.record r
-                   WHERE r.library_code = :l AND r.valid_to IS NULL AND r.local_id = s.local_id)""",
-    "true",
 )
-# A library without a current record: the listed staged records are all new (local ids are unique in a batch).
-_INSERT_LISTED = _insert_versions("s.local_id = ANY(:ids)", "si.local_id = ANY(:ids)")
 
 
 def apply_snapshot(conn: sa.Connection, batch_id: int, library_code: str) -> dict:
@@ -281,40 +307,41 @@ def apply_snapshot(conn: sa.Connection, batch_id: int, library_code: str) -> dic
 
 
 class FirstSnapshot:
-    """The snapshot of a library with no current record, put into core chunk by chunk, on a thread of its own.
+    """The snapshot of a library with no current record, COPYed into core chunk by chunk, on a thread of its own.
 
-    None of its records has a version to close or compare with, so each chunk can be inserted as soon as it is
-    staged, while the next one is read and validated; otherwise PostgreSQL does it all at the end while the rest
-    waits. Every insert runs in the one transaction that also records the batch's outcome, under a savepoint: a
-    held batch rolls them back, and no one sees any of it before the batch commits. Build it only under the
-    library lock, after counting no current record.
+    None of its records has a version to close or compare with, so a chunk needs no staging: it goes into
+    core.record and core.item under record ids reserved from their sequence, while the next chunk is read and
+    validated (staging, then an insert from it, cost PostgreSQL twice the writes). Every COPY runs in the one
+    transaction that also records the batch's outcome, under a savepoint: a held batch rolls them back, and no
+    one sees any of it before the batch commits. Build it only under the library lock, after counting no
+    current record.
     """
 
     def __init__(self, engine: sa.Engine, batch_id: int, library_code: str) -> None:
         self.batch_id, self.library_code = batch_id, library_code
         self.connection = engine.connect()
         self._transaction = self.connection.begin()
-        self.connection.execute(sa.text("SET LOCAL enable_nestloop = off"))  # see apply_snapshot
+        # The transaction's own now(), the valid_from an INSERT in it would give.
+        self.valid_from = self.connection.execute(sa.text("SELECT now()")).scalar_one().isoformat()
         self._inserts = self.connection.begin_nested()
+        self._sequence = engine.connect()  # nextval is not transactional: reserving ids commits nothing
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"snapshot-{library_code}")
         self._futures: list[Future] = []
 
-    def add(self, local_ids: Sequence[str], staged: Future | None = None) -> None:
-        """Queue the insert of these records once ``staged`` (their COPY) is committed; an earlier chunk's failure
-        is raised here."""
+    def stage(self, records: Sequence[CanonicalRecord], flags: dict[int, tuple[bool, bool]]) -> Future | None:
+        """Queue the chunk's COPY into core (see :func:`core_rows`); an earlier chunk's failure is raised here."""
         _raise_first_failure(self._futures)
-        if local_ids:
-            self._futures.append(self._thread.submit(self._insert, list(local_ids), staged))
-
-    def _insert(self, local_ids: list[str], staged: Future | None) -> tuple[int, int]:
-        if staged is not None:
-            staged.result()
-        records, items = self.connection.execute(
-            _INSERT_LISTED, {"b": self.batch_id, "l": self.library_code, "ids": local_ids}).one()
-        return int(records), int(items)
+        if not records:
+            return None
+        record_ids = self._sequence.execute(_RESERVE_RECORD_IDS, {"n": len(records)}).scalars().all()
+        self._sequence.commit()
+        rows = core_rows(self.batch_id, self.library_code, self.valid_from, record_ids, records, flags)
+        future = self._thread.submit(lambda: copy_core_rows(self.connection.connection.dbapi_connection, rows))
+        self._futures.append(future)
+        return future
 
     def wait(self) -> dict:
-        """Every queued insert done: the counts :func:`apply_snapshot` gives (nothing was current to close)."""
+        """Every queued COPY done: the counts :func:`apply_snapshot` gives (nothing was current to close)."""
         done = [future.result() for future in self._futures]
         return {"records_closed": 0, "records_inserted": sum(r for r, _ in done),
                 "items_inserted": sum(i for _, i in done)}
@@ -346,6 +373,11 @@ class FirstSnapshot:
         if self._transaction.is_active:
             self._transaction.rollback()
         self.connection.close()
+        self._sequence.close()
+
+
+_RESERVE_RECORD_IDS = sa.text(
+    "SELECT nextval(pg_get_serial_sequence('core.record', 'record_id')) FROM generate_series(1, :n)")
 
 
 def clear_staging(conn: sa.Connection, batch_id: int) -> None:
