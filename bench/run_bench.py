@@ -163,13 +163,18 @@ def phase_big_file(records: int, seed: int) -> dict:
 
 
 def phase_ingest_file(code: str, path: str) -> dict:
-    from lienthong import workers
+    """Libraries are imported before the clock starts, as pymarc's is for the reference; importing Great
+    Expectations (which ingest otherwise does while the decode workers start) is timed on its own."""
+    from lienthong import validate, workers
     from lienthong.ingest import ingest_library
 
+    importing = time.perf_counter()
+    validate.get_context()
     started = time.perf_counter()
     result = ingest_library(code, path).to_dict()
     return {"records": result["read"], "loaded": result["loaded"], "status": result["status"],
-            "seconds": time.perf_counter() - started, "peak_rss_mb": _peak_rss_mb(),
+            "seconds": time.perf_counter() - started, "imports_seconds": started - importing,
+            "peak_rss_mb": _peak_rss_mb(),
             "decode_workers": workers.ingest_workers(),
             "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
@@ -256,16 +261,20 @@ def main() -> int:
         _child("reset")
         big_ingest = _child("ingest_file", BIG_LIBRARY, big["file"])
         big_rate = _rate(big_ingest["records"], big_ingest["seconds"])
+        cold_rate = _rate(big_ingest["records"], big_ingest["seconds"] + big_ingest["imports_seconds"])
         say(f"  bare pymarc parse        : {big_ref_rate:10,.0f} records/s  (reference)")
         say(f"  lienthong parse+normalise: {big_reader_rate:10,.0f} records/s  ratio {big_reader_rate / big_ref_rate:.2f}×")
         say(f"  end-to-end ingest        : {big_rate:10,.0f} records/s  ratio {big_rate / big_ref_rate:.2f}×  "
             f"({big_ingest['seconds']:.1f} s, {big_ingest['status']}, peak RSS {big_ingest['peak_rss_mb']:.0f} MB, "
             f"{big_ingest['decode_workers']} decode workers, largest {big_ingest['worker_peak_rss_mb']:.0f} MB)")
+        say(f"    with GX's import timed : {cold_rate:10,.0f} records/s  ratio {cold_rate / big_ref_rate:.2f}×  "
+            f"(importing great_expectations: {big_ingest['imports_seconds']:.1f} s, once per process)")
         report["large_file"] = {
             "input": big, "pymarc_parse": {**big_ref, "records_per_s": big_ref_rate},
             "lienthong_parse_normalise": {**big_reader, "records_per_s": big_reader_rate,
                                           "ratio": big_reader_rate / big_ref_rate},
-            "ingest": {**big_ingest, "records_per_s": big_rate, "ratio": big_rate / big_ref_rate},
+            "ingest": {**big_ingest, "records_per_s": big_rate, "ratio": big_rate / big_ref_rate,
+                       "with_imports": {"records_per_s": cold_rate, "ratio": cold_rate / big_ref_rate}},
         }
 
     generated = _child("generate", str(options.scale), str(options.seed))
