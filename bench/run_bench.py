@@ -2,7 +2,8 @@
 
 Prints, on the same input, in one run:
   * one large UTF-8 export (``--big-records``, default 100,000): bare pymarc parse speed (the reference),
-    lienthong's reader, and end-to-end ingest of that same file with its ratio and peak RSS;
+    lienthong's reader, and end-to-end ingest of that same file with its ratio and peak RSS, once as a fresh
+    process runs it (importing Great Expectations on the clock) and once with it imported first, as pymarc is;
   * the sample province (``--scale``): bare pymarc and lienthong's reader on the same MARC files;
   * end-to-end ingest (landing, parse, normalise, validate with GX, load) sequential and with one worker
     process per core, and its ratio to the reference;
@@ -162,19 +163,21 @@ def phase_big_file(records: int, seed: int) -> dict:
             "bytes": path.stat().st_size, "seconds": time.perf_counter() - started}
 
 
-def phase_ingest_file(code: str, path: str) -> dict:
-    """Libraries are imported before the clock starts, as pymarc's is for the reference; importing Great
-    Expectations (which ingest otherwise does while the decode workers start) is timed on its own."""
+def phase_ingest_file(code: str, path: str, imports: str = "timed") -> dict:
+    """``imports`` "first": Great Expectations is imported before the clock starts, as pymarc is for the reference
+    (the decode workers then fork with it, so their RSS counts its pages); "timed": ingest imports it while its
+    decode workers start, as a fresh task process does."""
     from lienthong import validate, workers
     from lienthong.ingest import ingest_library
 
     importing = time.perf_counter()
-    validate.get_context()
+    if imports == "first":
+        validate.get_context()
     started = time.perf_counter()
     result = ingest_library(code, path).to_dict()
     return {"records": result["read"], "loaded": result["loaded"], "status": result["status"],
             "seconds": time.perf_counter() - started, "imports_seconds": started - importing,
-            "peak_rss_mb": _peak_rss_mb(),
+            "imports": imports, "peak_rss_mb": _peak_rss_mb(),
             "decode_workers": workers.ingest_workers(),
             "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
@@ -240,7 +243,7 @@ def main() -> int:
             "generate": lambda: phase_generate(float(options.args[0]), int(options.args[1])),
             "dag_parse": phase_dag_parse,
             "big_file": lambda: phase_big_file(int(options.args[0]), int(options.args[1])),
-            "ingest_file": lambda: phase_ingest_file(options.args[0], options.args[1]),
+            "ingest_file": lambda: phase_ingest_file(*options.args),
         }
         print(json.dumps(handlers[options.phase](), default=str))
         return 0
@@ -261,20 +264,23 @@ def main() -> int:
         _child("reset")
         big_ingest = _child("ingest_file", BIG_LIBRARY, big["file"])
         big_rate = _rate(big_ingest["records"], big_ingest["seconds"])
-        cold_rate = _rate(big_ingest["records"], big_ingest["seconds"] + big_ingest["imports_seconds"])
+        _child("reset")
+        warm = _child("ingest_file", BIG_LIBRARY, big["file"], "first")
+        warm_rate = _rate(warm["records"], warm["seconds"])
         say(f"  bare pymarc parse        : {big_ref_rate:10,.0f} records/s  (reference)")
         say(f"  lienthong parse+normalise: {big_reader_rate:10,.0f} records/s  ratio {big_reader_rate / big_ref_rate:.2f}×")
         say(f"  end-to-end ingest        : {big_rate:10,.0f} records/s  ratio {big_rate / big_ref_rate:.2f}×  "
             f"({big_ingest['seconds']:.1f} s, {big_ingest['status']}, peak RSS {big_ingest['peak_rss_mb']:.0f} MB, "
             f"{big_ingest['decode_workers']} decode workers, largest {big_ingest['worker_peak_rss_mb']:.0f} MB)")
-        say(f"    with GX's import timed : {cold_rate:10,.0f} records/s  ratio {cold_rate / big_ref_rate:.2f}×  "
-            f"(importing great_expectations: {big_ingest['imports_seconds']:.1f} s, once per process)")
+        say(f"    GX imported beforehand : {warm_rate:10,.0f} records/s  ratio {warm_rate / big_ref_rate:.2f}×  "
+            f"({warm['seconds']:.1f} s; as pymarc, imported before its clock starts; the import took "
+            f"{warm['imports_seconds']:.1f} s)")
         report["large_file"] = {
             "input": big, "pymarc_parse": {**big_ref, "records_per_s": big_ref_rate},
             "lienthong_parse_normalise": {**big_reader, "records_per_s": big_reader_rate,
                                           "ratio": big_reader_rate / big_ref_rate},
-            "ingest": {**big_ingest, "records_per_s": big_rate, "ratio": big_rate / big_ref_rate,
-                       "with_imports": {"records_per_s": cold_rate, "ratio": cold_rate / big_ref_rate}},
+            "ingest": {**big_ingest, "records_per_s": big_rate, "ratio": big_rate / big_ref_rate},
+            "ingest_imported_first": {**warm, "records_per_s": warm_rate, "ratio": warm_rate / big_ref_rate},
         }
 
     generated = _child("generate", str(options.scale), str(options.seed))

@@ -324,7 +324,7 @@ def test_failures_name_the_right_record_whatever_the_callers_index():
     assert [key for key, _, rule, _ in found if rule == "call_number_scheme"] == ["0", "1", "2"]
     assert [(f.record_key, f.rule) for f in v.validate_batch(df).failures] == [("0", "missing_title")]
     with pytest.raises(ValueError, match="RangeIndex"):
-        v._run_suite(df, "record_validity")
+        v._run_suite(df, "record_validity", v._parameters(v.Policy()))
 
 
 def test_duplicate_record_keys_rejected():

@@ -421,8 +421,8 @@ def validate_frame(kind: str, df, library_code: str, registry: Registry) -> list
     parameters = {"library_codes": sorted(registry.libraries), "this_library": [library_code]}
     with validate._lock:
         batch = _batch_definition(kind).get_batch(batch_parameters={"dataframe": df})
-        result = batch.validate(suite, result_format=validate.RESULT_FORMAT | {
-            "unexpected_index_column_names": ["row_key"]}, expectation_parameters=parameters)
+        result = batch.validate(suite, result_format=validate.RESULT_FORMAT, expectation_parameters=parameters)
+    row_keys = df["row_key"].tolist()
     failures: list[RowFailure] = []
     problems: list[str] = []
     for outcome in result.results:
@@ -433,9 +433,9 @@ def validate_frame(kind: str, df, library_code: str, registry: Registry) -> list
             continue
         kwargs = outcome.expectation_config.kwargs
         column = kwargs.get("column") or kwargs.get("column_A") or meta["field"]
-        for hit in (outcome.result or {}).get("unexpected_index_list") or []:
-            value = hit.get(column)
-            failures.append(RowFailure(int(hit["row_key"]), meta["rule"], meta["field"],
+        for position, value in validate.unexpected_rows(df, (outcome.result or {}).get("unexpected_index_list") or [],
+                                                        column):
+            failures.append(RowFailure(int(row_keys[position]), meta["rule"], meta["field"],
                                        None if value is None else str(value), meta["severity"],
                                        meta["message_vi"], meta["fix_vi"]))
     if problems:

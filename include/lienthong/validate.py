@@ -525,10 +525,19 @@ class _SuiteRun:
     suite: Any
 
 
-def _run_suite(df: pd.DataFrame, suite_name: str, parameters: Mapping[str, Any] | None = None) -> _SuiteRun:
-    """Failures by row position: ``df`` must have a RangeIndex from 0, as :func:`_prepare` gives."""
+def unexpected_rows(df: pd.DataFrame, index_list: list[int], column: str) -> Iterable[tuple[int, Any]]:
+    """(position, value in ``column``) of each row in an expectation's unexpected_index_list (see RESULT_FORMAT).
+
+    ``df`` must have a RangeIndex from 0, so GX's index labels are positions.
+    """
     if not df.index.equals(pd.RangeIndex(len(df))):
         raise ValueError("a validation frame must have a RangeIndex from 0 (see _prepare)")
+    values = df[column].take(index_list).tolist() if column in df.columns else [None] * len(index_list)
+    return zip(index_list, values)
+
+
+def _run_suite(df: pd.DataFrame, suite_name: str, parameters: Mapping[str, Any] | None = None) -> _SuiteRun:
+    """Failures by row position: ``df`` must have a RangeIndex from 0, as :func:`_prepare` gives."""
     suite = load_suite(suite_name)
     with _lock:
         batch = _get_batch_definition().get_batch(batch_parameters={"dataframe": df})
@@ -555,8 +564,7 @@ def _run_suite(df: pd.DataFrame, suite_name: str, parameters: Mapping[str, Any] 
         if unexpected != len(rows):
             problems.append(f"{rule}: {unexpected} unexpected rows but {len(rows)} row ids returned")
             continue
-        values = df[column].take(rows).tolist() if column in df.columns else [None] * len(rows)
-        for position, value in zip(rows, values):
+        for position, value in unexpected_rows(df, rows, column):
             failures.append(
                 Failure(
                     record_key=str(keys[position]),
