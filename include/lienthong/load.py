@@ -1,4 +1,5 @@
-"""Load: COPY a batch into staging, then apply it to core as one snapshot in one transaction.
+"""Load: COPY a batch into staging, then apply it to core as one snapshot in one transaction (a library's first
+snapshot, with nothing to compare, is COPYed into core directly: see :class:`FirstSnapshot`).
 
 Core keeps history: a record version lives from ``valid_from`` to ``valid_to``; an unchanged record (same
 record hash) keeps its row, a changed one gets a new version, a record gone from a full export is closed.
@@ -91,8 +92,9 @@ def _text_array(values: Sequence[str]) -> str:
 
 
 @dataclass(frozen=True)
-class StagingRows:
-    """A chunk's loadable records and items as COPY text for staging, built before any connection is used."""
+class ChunkRows:
+    """A chunk's loadable records and items as COPY text (for staging, or for core), built before any connection
+    is used."""
 
     records: str
     items: str
@@ -101,7 +103,7 @@ class StagingRows:
 
 
 def staging_rows(batch_id: int, records: Sequence[CanonicalRecord],
-                 flags: dict[int, tuple[bool, bool]]) -> StagingRows:
+                 flags: dict[int, tuple[bool, bool]]) -> ChunkRows:
     """flags[record_index] = (has_warnings, is_complete). Rows are generated, never held: a chunk's tuples kept
     alive at once cost the garbage collector about 0.5 s per 100,000 records (measured)."""
     record_rows = ((
@@ -114,11 +116,11 @@ def staging_rows(batch_id: int, records: Sequence[CanonicalRecord],
         batch_id, rec.local_id, seq, item.accession_number, item.call_number, item.barcode, item.collection,
         item.item_type, item.location, item.status,
     ) for rec in records for seq, item in enumerate(rec.items))
-    return StagingRows(_copy_text(record_rows), _copy_text(item_rows), len(records),
-                       sum(len(rec.items) for rec in records))
+    return ChunkRows(_copy_text(record_rows), _copy_text(item_rows), len(records),
+                     sum(len(rec.items) for rec in records))
 
 
-def stage_records(engine: sa.Engine, rows: StagingRows) -> tuple[int, int]:
+def stage_records(engine: sa.Engine, rows: ChunkRows) -> tuple[int, int]:
     """COPY a chunk into staging and commit it: (records, items)."""
     raw = engine.raw_connection()
     try:
@@ -142,7 +144,7 @@ CORE_ITEM_COLUMNS = (
 
 
 def core_rows(batch_id: int, library_code: str, valid_from: str, record_ids: Sequence[int],
-              records: Sequence[CanonicalRecord], flags: dict[int, tuple[bool, bool]]) -> StagingRows:
+              records: Sequence[CanonicalRecord], flags: dict[int, tuple[bool, bool]]) -> ChunkRows:
     """A first snapshot's chunk as COPY text for core itself: new current versions under reserved record ids."""
     record_rows = ((
         record_id, library_code, rec.local_id, rec.record_hash, rec.title, rec.author, rec.pub_place, rec.publisher,
@@ -154,11 +156,11 @@ def core_rows(batch_id: int, library_code: str, valid_from: str, record_ids: Seq
         record_id, library_code, seq, item.accession_number, item.call_number, item.barcode, item.collection,
         item.item_type, item.location, item.status,
     ) for record_id, rec in zip(record_ids, records) for seq, item in enumerate(rec.items))
-    return StagingRows(_copy_text(record_rows), _copy_text(item_rows), len(records),
-                       sum(len(rec.items) for rec in records))
+    return ChunkRows(_copy_text(record_rows), _copy_text(item_rows), len(records),
+                     sum(len(rec.items) for rec in records))
 
 
-def copy_core_rows(raw_connection, rows: StagingRows) -> tuple[int, int]:
+def copy_core_rows(raw_connection, rows: ChunkRows) -> tuple[int, int]:
     """COPY a first snapshot's chunk into core.record and core.item, in the caller's transaction."""
     _copy_text_into(raw_connection, "core.record", CORE_RECORD_COLUMNS, rows.records)
     _copy_text_into(raw_connection, "core.item", CORE_ITEM_COLUMNS, rows.items)
