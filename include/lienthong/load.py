@@ -68,9 +68,9 @@ def _copy_text_into(raw_connection, table: str, columns: Sequence[str], text: st
 
 
 def _copy(raw_connection, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
-    rows = list(rows)
-    _copy_text_into(raw_connection, table, columns, _copy_text(rows))
-    return len(rows)
+    text = _copy_text(rows)
+    _copy_text_into(raw_connection, table, columns, text)
+    return text.count("\n")  # a line per row: a line break inside a value is escaped
 
 
 _JSON = msgspec.json.Encoder()  # records (msgspec Structs) as they are
@@ -180,13 +180,11 @@ class Stager:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"staging-{batch_id}")
         self._futures: list[Future] = []
 
-    def stage(self, records: Sequence[CanonicalRecord], flags: dict[int, tuple[bool, bool]]) -> Future:
-        """Queue the chunk's COPY; the future is done when it is committed (see :func:`stage_records`)."""
+    def stage(self, records: Sequence[CanonicalRecord], flags: dict[int, tuple[bool, bool]]) -> None:
+        """Queue the chunk's COPY (see :func:`stage_records`); an earlier chunk's failure is raised here."""
         _raise_first_failure(self._futures)
         rows = staging_rows(self.batch_id, records, flags)
-        future = self._thread.submit(lambda: stage_records(self.engine, rows))
-        self._futures.append(future)
-        return future
+        self._futures.append(self._thread.submit(lambda: stage_records(self.engine, rows)))
 
     def wait(self) -> None:
         for future in self._futures:
@@ -330,17 +328,16 @@ class FirstSnapshot:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"snapshot-{library_code}")
         self._futures: list[Future] = []
 
-    def stage(self, records: Sequence[CanonicalRecord], flags: dict[int, tuple[bool, bool]]) -> Future | None:
+    def stage(self, records: Sequence[CanonicalRecord], flags: dict[int, tuple[bool, bool]]) -> None:
         """Queue the chunk's COPY into core (see :func:`core_rows`); an earlier chunk's failure is raised here."""
         _raise_first_failure(self._futures)
         if not records:
-            return None
+            return
         record_ids = self._sequence.execute(_RESERVE_RECORD_IDS, {"n": len(records)}).scalars().all()
         self._sequence.commit()
         rows = core_rows(self.batch_id, self.library_code, self.valid_from, record_ids, records, flags)
-        future = self._thread.submit(lambda: copy_core_rows(self.connection.connection.dbapi_connection, rows))
-        self._futures.append(future)
-        return future
+        self._futures.append(
+            self._thread.submit(lambda: copy_core_rows(self.connection.connection.dbapi_connection, rows)))
 
     def wait(self) -> dict:
         """Every queued COPY done: the counts :func:`apply_snapshot` gives (nothing was current to close)."""
