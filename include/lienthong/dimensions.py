@@ -1,7 +1,8 @@
 """The registry, loaded into warehouse dimensions (library, group, membership with validity).
 
 The registry file is the truth: groups and memberships are replaced as a whole in one transaction;
-libraries are upserted, and one that left the registry is removed only when no data refers to it.
+libraries are upserted, and one that left the registry is removed only when no data refers to it (no batch, which
+every record version references, and no accepted quality exception).
 """
 from __future__ import annotations
 
@@ -80,7 +81,8 @@ def load_registry_dimensions(engine: sa.Engine, registry: Registry | None = None
             sa.text(
                 """DELETE FROM core.library l
                    WHERE NOT (l.library_code = ANY(:codes))
-                     AND NOT EXISTS (SELECT 1 FROM core.record r WHERE r.library_code = l.library_code)
+                     AND NOT EXISTS (SELECT 1 FROM core.batch b WHERE b.library_code = l.library_code)
+                     AND NOT EXISTS (SELECT 1 FROM quality.exception e WHERE e.library_code = l.library_code)
                    RETURNING library_code"""
             ),
             {"codes": codes},
