@@ -31,6 +31,28 @@ def test_workers_match_the_sequential_reader_on_public_files(path):
     assert list(parallel) == _sequential(path)
 
 
+def test_a_batch_crosses_to_a_worker_with_every_frame_as_it_was(tmp_path):
+    """FrameBatch pickles its plain records as one string: frames with repairs, failed frames, offsets and
+    positions in the file come back exactly as they were, in order."""
+    import pickle
+
+    from lienthong.parse import iso2709_batches
+
+    records = [book(f"R{i}", f"Sách {i}") for i in range(5)]
+    path = write_marc(tmp_path / "odd.mrc", records)
+    raw = path.read_bytes()
+    first = raw.index(b"\x1d") + 1
+    path.write_bytes(b"\xef\xbb\xbf" + raw[:first] + b"\r\n" + raw[first:] + b"00999garbage without an end")
+    batches = list(iso2709_batches(path, size=4))
+    frames = [frame for batch in batches for _, frame in batch.frames]
+    assert frames[0].repairs == ["stripped-bom"] and frames[1].repairs == ["stripped-line-separator"]
+    assert frames[-1].data is None and "truncated" in frames[-1].problem
+    for batch in batches:
+        again = pickle.loads(pickle.dumps(batch))
+        assert again == batch
+        assert [index for index, _ in again.frames] == [index for index, _ in batch.frames]
+
+
 def test_forced_encoding_travels_to_the_workers():
     path = FIXTURES / "unimarc" / "qa-catalogue__short.bnr.1993.mrc"
     parallel = workers.canonical_records(path, encoding="cp1252", library_code=LIBRARY, item_field="952",

@@ -17,6 +17,7 @@ import io
 import os
 import re
 import unicodedata
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -350,6 +351,41 @@ class FrameBatch:
     frames: list[tuple[int, _Frame]]  # (index in the file, frame)
     file_encoding: str | None
     forced: bool
+
+    def __reduce__(self):
+        """Pickle the records' bytes as one string and their offsets as one array, not a thousand dataclasses.
+
+        A batch crosses to a decode worker for every thousand records; pickling each `_Frame` on its own cost
+        the two processes about 7 µs per record (measured), a tenth of a record's decoding.
+        """
+        plain = [frame.data is not None and not frame.repairs for _, frame in self.frames]
+        blob = b"".join(frame.data for (_, frame), simple in zip(self.frames, plain) if simple)
+        sizes = array("q", (len(frame.data) for (_, frame), simple in zip(self.frames, plain) if simple))
+        offsets = array("q", (frame.offset for _, frame in self.frames))
+        indexes = array("q", (index for index, _ in self.frames))
+        others = [(position, frame) for position, ((_, frame), simple) in enumerate(zip(self.frames, plain))
+                  if not simple]
+        return _unpickled_batch, (blob, sizes.tobytes(), offsets.tobytes(), indexes.tobytes(), others,
+                                  self.file_encoding, self.forced)
+
+
+def _unpickled_batch(blob: bytes, sizes: bytes, offsets: bytes, indexes: bytes, others: list[tuple[int, _Frame]],
+                     file_encoding: str | None, forced: bool) -> FrameBatch:
+    size_of, offset_of, index_of = array("q"), array("q"), array("q")
+    size_of.frombytes(sizes)
+    offset_of.frombytes(offsets)
+    index_of.frombytes(indexes)
+    special = dict(others)
+    frames: list[tuple[int, _Frame]] = []
+    start = taken = 0
+    for position, (index, offset) in enumerate(zip(index_of, offset_of)):
+        frame = special.get(position)
+        if frame is None:
+            stop = start + size_of[taken]
+            frame = _Frame(offset, blob[start:stop], [])
+            start, taken = stop, taken + 1
+        frames.append((index, frame))
+    return FrameBatch(frames, file_encoding, forced)
 
 
 def _frames(stream: BinaryIO) -> Iterator[_Frame]:
