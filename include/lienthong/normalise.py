@@ -174,7 +174,7 @@ def _koha_items(fields: list[pymarc.Field], text: _Text) -> list[Item]:
     $a/$b home/holding branch and $c shelving location, $1 lost / $0 withdrawn / $4 damaged."""
     items = []
     for field in fields:
-        sub = _subfields(field, text)
+        sub = _subfields(field, text, _KOHA_CODES)
         barcode = sub.get("p")
         branch = sub.get("a") or sub.get("b")
         status = [name for code, name in _KOHA_STATUS if sub.get(code) not in (None, "0")]
@@ -196,7 +196,7 @@ def _holdings_items(fields: list[pymarc.Field], text: _Text) -> list[Item]:
     """MARC holdings 852: $p piece designation (barcode, ĐKCB), $h classification + $i item part, $b location."""
     items = []
     for field in fields:
-        sub = _subfields(field, text)
+        sub = _subfields(field, text, _HOLDINGS_CODES)
         call = " ".join(part for part in (sub.get("h"), sub.get("i")) if part) or None
         item = Item(accession_number=sub.get("p"), call_number=call, barcode=sub.get("p"), location=sub.get("b"))
         if any(msgspec.structs.astuple(item)):
@@ -204,6 +204,8 @@ def _holdings_items(fields: list[pymarc.Field], text: _Text) -> list[Item]:
     return items
 
 
+_KOHA_CODES = frozenset("pio8yabc104")
+_HOLDINGS_CODES = frozenset("phib")
 _ITEM_MAPPERS = {"952": _koha_items, "852": _holdings_items}
 
 
@@ -256,13 +258,14 @@ def _values(record: _Fields, tags: list[str], code: str, text: _Text) -> list[st
     return values
 
 
-def _subfields(field: pymarc.Field, text: _Text) -> dict[str, str]:
-    """First non-empty value of each subfield code."""
+def _subfields(field: pymarc.Field, text: _Text, codes: frozenset[str]) -> dict[str, str]:
+    """First non-empty value of each of ``codes``; other subfields (a copy's price, dates) are not normalised."""
     found: dict[str, str] = {}
     for code, value in field.subfields:  # pymarc's Subfield is a (code, value) named tuple
-        value = text(value)
-        if value and code not in found:
-            found[code] = value
+        if code in codes and code not in found:
+            value = text(value)
+            if value:
+                found[code] = value
     return found
 
 
