@@ -192,6 +192,45 @@ def test_copy_lines_keep_text_that_looks_like_null_or_escapes(clean_warehouse):
                                         ("t", "t", "7")]
 
 
+def test_chunk_rows_are_joined_as_they_are_and_escaped_only_when_a_value_needs_it(clean_warehouse):
+    """load._text_rows joins a chunk without escaping, checks it once, and falls back to escaping value by value
+    for a chunk holding a tab, a line break, a backslash, "\\N", a carriage return or a number."""
+    from lienthong import load
+
+    plain = [("a", None, "Tiếng Việt"), (None, "", "x")]
+    awkward = [("\\N", None, "a\tb"), ("x", "c:\\dir", "dòng\r\nmới"), ("nul\x00", "ok", None)]
+    assert load._text_rows(lambda: iter(plain), 3) == load._copy_text(plain) == "a\t\\N\tTiếng Việt\n\\N\t\tx\n"
+    for rows in (awkward, [("1", 2, None)], plain + awkward):
+        assert load._text_rows(lambda rows=rows: iter(rows), 3) == load._copy_text(rows)
+    assert load._text_rows(lambda: iter([]), 3) == ""
+    with clean_warehouse.begin() as conn:
+        conn.execute(sa.text("CREATE TEMP TABLE chunk_copied (a text, b text, c text) ON COMMIT DROP"))
+        load._copy_text_into(conn.connection.dbapi_connection, "chunk_copied", ("a", "b", "c"),
+                             load._text_rows(lambda: iter(plain + awkward), 3))
+        back = [tuple(r) for r in conn.execute(sa.text("SELECT a, b, c FROM chunk_copied"))]
+    assert back == plain + [("\\N", None, "a\tb"), ("x", "c:\\dir", "dòng\r\nmới"), ("nul\ufffd", "ok", None)]
+
+
+def test_core_rows_put_every_item_field_in_its_column():
+    from lienthong import load
+    from lienthong.model import CanonicalRecord, Item
+
+    item = Item(**{name: f"{name}-value" for name in Item.__struct_fields__})
+    record = CanonicalRecord(library_code="TV-X", local_id="r1", record_index=4, title="Sách", quantity=3,
+                             keywords=["toán", 'có "ngoặc"'], items=[Item(accession_number="A1"), item])
+    rows = load.core_rows(9, "TV-X", "2026-11-26T00:00:00+00:00", [71], [record], {4: (True, False)})
+    first, second = [dict(zip(load.CORE_ITEM_COLUMNS, line.split("\t"))) for line in rows.items.splitlines()]
+    assert first["accession_number"] == "A1" and first["barcode"] == "\\N" and first["item_seq"] == "0"
+    assert {name: second[name] for name in Item.__struct_fields__} == {
+        name: f"{name}-value" for name in Item.__struct_fields__}
+    assert (second["record_id"], second["library_code"], second["item_seq"]) == ("71", "TV-X", "1")
+    line = dict(zip(load.CORE_RECORD_COLUMNS, rows.records.rstrip("\n").split("\t")))
+    assert (line["record_id"], line["quantity"], line["has_warnings"], line["is_complete"]) == ("71", "3", "t", "f")
+    assert line["keywords"] == '{"toán","có \\\\"ngoặc\\\\""}'  # the literal's backslashes doubled for COPY
+    staged = dict(zip(load.RECORD_COLUMNS, load.staging_rows(9, [record], {4: (False, True)}).records.split("\t")))
+    assert (staged["batch_id"], staged["record_index"], staged["byte_offset"]) == ("9", "4", "\\N")
+
+
 def _current_content(engine, code) -> set:
     """Current records and their copies, without ids or batches: what two ways of loading must agree on."""
     with engine.connect() as conn:
@@ -307,3 +346,21 @@ def test_a_held_first_snapshot_is_rolled_back_but_its_checks_are_kept(library_co
         assert conn.execute(sa.text("SELECT status FROM core.batch")).scalar_one() == "held"
         assert conn.execute(sa.text("SELECT count(*) FROM quality.batch_check WHERE NOT success")).scalar_one() == 1
         assert conn.execute(sa.text("SELECT count(*) FROM staging.record")).scalar_one() == 0
+
+
+def test_chunks_shrink_toward_the_end_of_a_large_file_and_keep_every_entry():
+    """With the file's size, chunks halve once less than a chunk is left (estimated from byte offsets), down to
+    an eighth of the chunk size; without it they all have the chunk size. Nothing is lost or reordered."""
+    from lienthong.ingest import TAIL_CHUNK_DIVISOR, _chunks
+    from lienthong.model import CanonicalRecord
+    from lienthong.parse import Unreadable
+
+    size, record_bytes, count = 800, 1000, 4000
+    entries = [Unreadable(i, i * record_bytes, "bad") if i % 97 == 0 else
+               CanonicalRecord(library_code="X", local_id=str(i), record_index=i, byte_offset=i * record_bytes)
+               for i in range(count)]
+    shaped = list(_chunks(iter(entries), size, file_size=count * record_bytes))
+    assert [len(chunk) for chunk in shaped] == [800, 800, 800, 800, 400, 200, 100, 100]
+    assert min(len(chunk) for chunk in shaped) == size // TAIL_CHUNK_DIVISOR
+    assert [entry for chunk in shaped for entry in chunk] == entries
+    assert [len(chunk) for chunk in _chunks(iter(entries), size)] == [800] * 5

@@ -26,6 +26,7 @@ from lienthong.validate import ELEMENTS, Failure, Policy, get_context, validate_
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 20_000
+TAIL_CHUNK_DIVISOR = 8  # near the end of a large file, chunks shrink down to an eighth of the chunk size
 DEFAULT_HOLD_DROP = 0.5  # an export with half the records of the last accepted one is held, not applied
 MAX_REASONS = 20
 TABULAR_FORMATS = ("csv", "xlsx")
@@ -77,13 +78,25 @@ def _duplicate_failure(rec: CanonicalRecord) -> Failure:
     )
 
 
-def _chunks(stream: Iterator, size: int) -> Iterator[list]:
+def _chunks(stream: Iterator, size: int, file_size: int | None = None) -> Iterator[list]:
+    """Chunks of ``size`` entries; with ``file_size``, smaller ones toward the end of the file.
+
+    The last chunk is validated, then COPYed, while nothing else runs: the ingesting process waits for the
+    COPY and one core idles. Halving the chunks once less than a chunk is left (as estimated from the byte
+    offsets read so far) lets each COPY run while the next, smaller, chunk is validated.
+    """
     chunk: list = []
+    target, count = size, 0
     for entry in stream:
         chunk.append(entry)
-        if len(chunk) >= size:
+        count += 1
+        if len(chunk) >= target:
             yield chunk
             chunk = []
+            offset = getattr(entry, "byte_offset", None) or getattr(entry, "offset", None)
+            if file_size and offset:
+                remaining = (file_size - offset) * count / offset
+                target = max(min(size, int(remaining / 2)), size // TAIL_CHUNK_DIVISOR, 1)
     if chunk:
         yield chunk
 
@@ -128,6 +141,7 @@ class _BatchRun:
         self.warning_reasons: Counter = Counter()
         self.unreadable_reasons: list[str] = []
         self.seen_ids: set[str] = set()
+        self.file_size: int | None = None
 
     def run(self, path: Path, file_format: str, encoding: str | None, chunk_size: int,
             original_name: str | None = None) -> None:
@@ -140,7 +154,8 @@ class _BatchRun:
         try:
             with load.Stager(self.engine, self.batch_id) if self.snapshot is None else nullcontext() as stager:
                 self.sink = stager or self.snapshot
-                for chunk in _chunks(self._stream(path, file_format, encoding), chunk_size):
+                stream = self._stream(path, file_format, encoding)
+                for chunk in _chunks(stream, chunk_size, self.file_size):
                     self._chunk(chunk)
                 if stager is not None:
                     stager.wait()
@@ -170,6 +185,7 @@ class _BatchRun:
                                                 library_code=self.library_code, item_field=self.item_field,
                                                 workers=self.workers, meanwhile=get_context)
             if records is not None:
+                self.file_size = path.stat().st_size  # a lone large file: its last chunks shrink (see _chunks)
                 return records
         return self._normalised(read_records(path, format=file_format, encoding=encoding, light=True))
 

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import msgspec
 import sqlalchemy as sa
+from msgspec.structs import astuple
 
-from lienthong.model import CanonicalRecord
+from lienthong.model import CanonicalRecord, Item
 
 # Advisory lock namespace: pg_advisory_lock(namespace, hashtext(library_code)) serialises a library's runs.
 LIBRARY_LOCK_NAMESPACE = 7426
@@ -27,10 +28,8 @@ RECORD_COLUMNS = (
     "pub_year", "isbns", "language", "keywords", "subjects", "call_number", "quantity", "encoding", "repairs",
     "record_hash", "has_warnings", "is_complete",
 )
-ITEM_COLUMNS = (
-    "batch_id", "local_id", "item_seq", "accession_number", "call_number", "barcode", "collection", "item_type",
-    "location", "status",
-)
+# A copy's columns are its Item fields in their order: a row carries ``astuple(item)`` as it is.
+ITEM_COLUMNS = ("batch_id", "local_id", "item_seq", *Item.__struct_fields__)
 
 
 # PostgreSQL text cannot hold NUL; normalise already replaces it, this is the last line of defence.
@@ -59,6 +58,34 @@ def _copy_line(row: Sequence) -> str:
 def _copy_text(rows: Iterable[Sequence]) -> str:
     """Rows in COPY's text format, a line each."""
     return "".join(f"{_copy_line(row)}\n" for row in rows)
+
+
+_AS_TEXT = {None: "\\N"}  # .get(value, value): NULL's marker for None, any text as it is
+_BOOL_TEXT = {True: "t", False: "f"}
+
+
+def _text_rows(rows: Callable[[], Iterable[Sequence[str | None]]], width: int) -> str:
+    """A chunk's rows of ``width`` texts or None in COPY's text format, joined without looking at each value.
+
+    The joined chunk is checked once instead: as many tabs as separators, as many line breaks as rows, as many
+    backslashes as NULLs, no carriage return or NUL. Only a chunk that fails (a value holding one of them, or
+    not text at all) is made again by :func:`_copy_text`, which escapes value by value; ``rows`` makes the rows
+    anew for that, so they are never held.
+    """
+    lines: list[str] = []
+    nulls = 0
+    as_text = _AS_TEXT.get
+    try:
+        for row in rows():
+            nulls += row.count(None)
+            lines.append("\t".join(map(as_text, row, row)))
+    except TypeError:  # a number or a list where text was expected
+        return _copy_text(rows())
+    text = "\n".join(lines) + "\n" if lines else ""
+    if (text.count("\t") == len(lines) * (width - 1) and text.count("\n") == len(lines)
+            and text.count("\\") == nulls and "\r" not in text and "\x00" not in text):
+        return text
+    return _copy_text(rows())
 
 
 def _copy_text_into(raw_connection, table: str, columns: Sequence[str], text: str) -> None:
@@ -91,6 +118,10 @@ def _text_array(values: Sequence[str]) -> str:
     return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
+def _number_text(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
 @dataclass(frozen=True)
 class ChunkRows:
     """A chunk's loadable records and items as COPY text (for staging, or for core), built before any connection
@@ -106,18 +137,24 @@ def staging_rows(batch_id: int, records: Sequence[CanonicalRecord],
                  flags: dict[int, tuple[bool, bool]]) -> ChunkRows:
     """flags[record_index] = (has_warnings, is_complete). Rows are generated, never held: a chunk's tuples kept
     alive at once cost the garbage collector about 0.5 s per 100,000 records (measured)."""
-    record_rows = ((
-        batch_id, rec.local_id, rec.record_index, rec.byte_offset, rec.title, rec.author, rec.pub_place,
-        rec.publisher, rec.pub_year, _text_array(rec.isbns), rec.language, _text_array(rec.keywords),
-        _text_array(rec.subjects), rec.call_number, rec.quantity, rec.encoding, _text_array(rec.repairs),
-        rec.record_hash, *flags[rec.record_index],
-    ) for rec in records)
-    item_rows = ((
-        batch_id, rec.local_id, seq, item.accession_number, item.call_number, item.barcode, item.collection,
-        item.item_type, item.location, item.status,
-    ) for rec in records for seq, item in enumerate(rec.items))
-    return ChunkRows(_copy_text(record_rows), _copy_text(item_rows), len(records),
-                     sum(len(rec.items) for rec in records))
+    batch = str(batch_id)
+
+    def record_rows():
+        for rec in records:
+            has_warnings, is_complete = flags[rec.record_index]
+            yield (batch, rec.local_id, str(rec.record_index), _number_text(rec.byte_offset), rec.title, rec.author,
+                   rec.pub_place, rec.publisher, rec.pub_year, _text_array(rec.isbns), rec.language,
+                   _text_array(rec.keywords), _text_array(rec.subjects), rec.call_number, _number_text(rec.quantity),
+                   rec.encoding, _text_array(rec.repairs), rec.record_hash, _BOOL_TEXT[has_warnings],
+                   _BOOL_TEXT[is_complete])
+
+    def item_rows():
+        for rec in records:
+            for seq, item in enumerate(rec.items):
+                yield (batch, rec.local_id, str(seq)) + astuple(item)
+
+    return ChunkRows(_text_rows(record_rows, len(RECORD_COLUMNS)), _text_rows(item_rows, len(ITEM_COLUMNS)),
+                     len(records), sum(len(rec.items) for rec in records))
 
 
 def stage_records(engine: sa.Engine, rows: ChunkRows) -> tuple[int, int]:
@@ -137,26 +174,31 @@ CORE_RECORD_COLUMNS = (
     "isbns", "language", "keywords", "subjects", "call_number", "quantity", "encoding", "repairs", "has_warnings",
     "is_complete", "valid_from", "loaded_by_batch",
 )
-CORE_ITEM_COLUMNS = (
-    "record_id", "library_code", "item_seq", "accession_number", "call_number", "barcode", "collection", "item_type",
-    "location", "status",
-)
+CORE_ITEM_COLUMNS = ("record_id", "library_code", "item_seq", *Item.__struct_fields__)
 
 
 def core_rows(batch_id: int, library_code: str, valid_from: str, record_ids: Sequence[int],
               records: Sequence[CanonicalRecord], flags: dict[int, tuple[bool, bool]]) -> ChunkRows:
     """A first snapshot's chunk as COPY text for core itself: new current versions under reserved record ids."""
-    record_rows = ((
-        record_id, library_code, rec.local_id, rec.record_hash, rec.title, rec.author, rec.pub_place, rec.publisher,
-        rec.pub_year, _text_array(rec.isbns), rec.language, _text_array(rec.keywords), _text_array(rec.subjects),
-        rec.call_number, rec.quantity, rec.encoding, _text_array(rec.repairs), *flags[rec.record_index],
-        valid_from, batch_id,
-    ) for record_id, rec in zip(record_ids, records))
-    item_rows = ((
-        record_id, library_code, seq, item.accession_number, item.call_number, item.barcode, item.collection,
-        item.item_type, item.location, item.status,
-    ) for record_id, rec in zip(record_ids, records) for seq, item in enumerate(rec.items))
-    return ChunkRows(_copy_text(record_rows), _copy_text(item_rows), len(records),
+    batch = str(batch_id)
+
+    def record_rows():
+        for record_id, rec in zip(record_ids, records):
+            has_warnings, is_complete = flags[rec.record_index]
+            yield (str(record_id), library_code, rec.local_id, rec.record_hash, rec.title, rec.author, rec.pub_place,
+                   rec.publisher, rec.pub_year, _text_array(rec.isbns), rec.language, _text_array(rec.keywords),
+                   _text_array(rec.subjects), rec.call_number, _number_text(rec.quantity), rec.encoding,
+                   _text_array(rec.repairs), _BOOL_TEXT[has_warnings], _BOOL_TEXT[is_complete], valid_from, batch)
+
+    def item_rows():
+        for record_id, rec in zip(record_ids, records):
+            if rec.items:
+                record = str(record_id)
+                for seq, item in enumerate(rec.items):
+                    yield (record, library_code, str(seq)) + astuple(item)
+
+    return ChunkRows(_text_rows(record_rows, len(CORE_RECORD_COLUMNS)),
+                     _text_rows(item_rows, len(CORE_ITEM_COLUMNS)), len(records),
                      sum(len(rec.items) for rec in records))
 
 
