@@ -219,10 +219,16 @@ class _Fields:
     __slots__ = ("_fields", "_by_tag")
 
     def __init__(self, record: pymarc.Record) -> None:
-        self._fields = record.fields
-        self._by_tag: dict[str, list[pymarc.Field]] = {}
-        for field in record.fields:
-            self._by_tag.setdefault(field.tag, []).append(field)
+        fields = record.fields
+        by_tag: dict[str, list[pymarc.Field]] = {}
+        for field in fields:
+            tag = field.tag
+            same = by_tag.get(tag)
+            if same is None:
+                by_tag[tag] = [field]
+            else:
+                same.append(field)
+        self._fields, self._by_tag = fields, by_tag
 
     def get_fields(self, *tags: str) -> list[pymarc.Field]:
         """Fields with any of the tags, in record order (as pymarc.Record.get_fields); callers do not modify it."""
