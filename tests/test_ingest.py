@@ -172,11 +172,13 @@ def test_copy_text_arrays_round_trip(clean_warehouse):
     from lienthong import load
 
     values = ['a,b', '"q"', "NULL", "back\\slash", "{}", "tab\there", "dòng\nmới", ""]
+    plain = ["a,b", "NULL", "{}", "Tiếng Việt", ""]  # no quote or backslash: joined without escaping
     with clean_warehouse.begin() as conn:
         conn.execute(sa.text("CREATE TEMP TABLE arrays (v text[])"))
         load._copy(conn.connection.dbapi_connection, "arrays", ("v",), [(load._text_array(values),),
-                                                                      (load._text_array([]),)])
-        assert [row.v for row in conn.execute(sa.text("SELECT v FROM arrays"))] == [values, []]
+                                                                      (load._text_array([]),),
+                                                                      (load._text_array(plain),)])
+        assert [row.v for row in conn.execute(sa.text("SELECT v FROM arrays"))] == [values, [], plain]
 
 
 def test_copy_lines_keep_text_that_looks_like_null_or_escapes(clean_warehouse):

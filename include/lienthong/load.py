@@ -115,6 +115,9 @@ def _text_array(values: Sequence[str]) -> str:
     """
     if not values:
         return "{}"
+    probe = "".join(values)
+    if '"' not in probe and "\\" not in probe:
+        return '{"' + '","'.join(values) + '"}'
     return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
