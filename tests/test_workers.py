@@ -60,10 +60,12 @@ def test_forced_encoding_travels_to_the_workers():
     assert list(parallel) == _sequential(path, "cp1252")
 
 
-@pytest.mark.parametrize("batch_records", [1, 1000])  # 30 batches (more than the window of 20), one
-def test_meanwhile_runs_once_before_the_first_record(batch_records):
+@pytest.mark.parametrize("batch_records", [1, 1000])  # 30 batches (more than either window), one
+def test_meanwhile_runs_once_before_the_first_record(batch_records, monkeypatch):
     """With more batches than the window and with a single batch, the ingesting process's own work runs once,
     after the workers have their batches and before any record is handed over."""
+    monkeypatch.setattr(workers, "IN_FLIGHT_WHILE_MEANWHILE", 6)
+    monkeypatch.setattr(workers, "IN_FLIGHT_PER_WORKER", 3)
     path = FIXTURES / "real_bulk" / "traject_test_data.utf8.mrc"
     events: list[str] = []
     records = workers.canonical_records(path, encoding=None, library_code=LIBRARY, item_field="952", workers=2,
@@ -72,6 +74,28 @@ def test_meanwhile_runs_once_before_the_first_record(batch_records):
         events.append("record")
     assert events[0] == "meanwhile" and events.count("meanwhile") == 1
     assert events.count("record") == len(_sequential(path))
+
+
+def test_workers_have_a_deep_queue_while_meanwhile_runs(monkeypatch):
+    """The workers get IN_FLIGHT_WHILE_MEANWHILE batches each before the ingesting process turns to its own work
+    (importing GX), so they do not run dry meanwhile; every record still comes back, in order."""
+    from lienthong.parse import iso2709_batches
+
+    monkeypatch.setattr(workers, "IN_FLIGHT_WHILE_MEANWHILE", 6)
+    monkeypatch.setattr(workers, "IN_FLIGHT_PER_WORKER", 2)
+    path = FIXTURES / "real_bulk" / "traject_test_data.utf8.mrc"
+    framed: list[int] = []
+
+    def counted():
+        for batch in iso2709_batches(path, size=1):
+            framed.append(1)
+            yield batch
+
+    submitted_before_meanwhile = []
+    records = list(workers._in_order(counted(), LIBRARY, "952", 2,
+                                     meanwhile=lambda: submitted_before_meanwhile.append(len(framed))))
+    assert submitted_before_meanwhile == [2 * 6]
+    assert records == _sequential(path)
 
 
 def test_workers_run_below_the_ingesting_process():
