@@ -355,8 +355,8 @@ class FrameBatch:
     def __reduce__(self):
         """Pickle the records' bytes as one string and their offsets as one array, not a thousand dataclasses.
 
-        A batch crosses to a decode worker for every thousand records; pickling each `_Frame` on its own cost
-        the two processes about 7 µs per record (measured), a tenth of a record's decoding.
+        A batch crosses to a decode worker for every thousand records; pickling and unpickling each `_Frame` on
+        its own cost the two processes about 2.5 µs per record, this about 1.5 (measured on 100,000 records).
         """
         plain = [frame.data is not None and not frame.repairs for _, frame in self.frames]
         blob = b"".join(frame.data for (_, frame), simple in zip(self.frames, plain) if simple)
