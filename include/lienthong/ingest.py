@@ -180,12 +180,12 @@ class _BatchRun:
 
             return read_tabular(path, format=file_format, encoding=encoding, mapping=self.field_mapping,
                                 library_code=self.library_code)
-        if self.workers > 1 and path.stat().st_size >= workers.PARALLEL_MIN_BYTES:
+        if self.workers > 1 and (file_size := path.stat().st_size) >= workers.PARALLEL_MIN_BYTES:
             records = workers.canonical_records(path, format=file_format, encoding=encoding,
                                                 library_code=self.library_code, item_field=self.item_field,
                                                 workers=self.workers, meanwhile=get_context)
             if records is not None:
-                self.file_size = path.stat().st_size  # a lone large file: its last chunks shrink (see _chunks)
+                self.file_size = file_size  # a lone large file: its last chunks shrink (see _chunks)
                 return records
         return self._normalised(read_records(path, format=file_format, encoding=encoding, light=True))
 

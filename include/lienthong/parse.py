@@ -355,17 +355,22 @@ class FrameBatch:
     def __reduce__(self):
         """Pickle the records' bytes as one string and their offsets as one array, not a thousand dataclasses.
 
-        A batch crosses to a decode worker for every thousand records; pickling and unpickling each `_Frame` on
-        its own cost the two processes about 2.5 µs per record, this about 1.5 (measured on 100,000 records).
+        A batch crosses to a decode worker for every thousand records; this takes about 0.7 µs of CPU per record
+        off pickling each `_Frame` on its own (300,000 records through two workers, measured): small, but on
+        every record of every large export.
         """
-        plain = [frame.data is not None and not frame.repairs for _, frame in self.frames]
-        blob = b"".join(frame.data for (_, frame), simple in zip(self.frames, plain) if simple)
-        sizes = array("q", (len(frame.data) for (_, frame), simple in zip(self.frames, plain) if simple))
-        offsets = array("q", (frame.offset for _, frame in self.frames))
-        indexes = array("q", (index for index, _ in self.frames))
-        others = [(position, frame) for position, ((_, frame), simple) in enumerate(zip(self.frames, plain))
-                  if not simple]
-        return _unpickled_batch, (blob, sizes.tobytes(), offsets.tobytes(), indexes.tobytes(), others,
+        plain: list[bytes] = []
+        sizes, offsets, indexes = array("q"), array("q"), array("q")
+        others = []  # (position, frame) of the frames with repairs or without data, pickled as they are
+        for position, (index, frame) in enumerate(self.frames):
+            indexes.append(index)
+            offsets.append(frame.offset)
+            if frame.data is not None and not frame.repairs:
+                plain.append(frame.data)
+                sizes.append(len(frame.data))
+            else:
+                others.append((position, frame))
+        return _unpickled_batch, (b"".join(plain), sizes.tobytes(), offsets.tobytes(), indexes.tobytes(), others,
                                   self.file_encoding, self.forced)
 
 
