@@ -524,9 +524,24 @@ def test_batch_level_checks():
     assert by[("record_count_drop", "record_count")].severity == "error"
     assert not by[("low_completeness", "keywords")].success and by[("low_completeness", "title")].success
     assert by[("low_completeness", "keywords")].observed == 0.5
+    assert [c.field for c in checks] == ["record_count", *v.ELEMENTS]
+    assert "653$a" in by[("low_completeness", "keywords")].fix_vi and "245$a" in by[("low_completeness", "title")].fix_vi
+    assert {c.expected_min for c in checks if c.rule == "low_completeness"} == {0.8}
     stricter, _ = v.validate_export(10, elements, min_records=5, policy=v.Policy(min_completeness=0.95))
     assert [c.field for c in stricter if not c.success] == list(v.ELEMENTS)
     assert result["success"] is False
+    # The per-row lists are trimmed; the counts say which share of the element rows failed.
+    completeness = next(r for r in result["results"] if r["expectation_config"]["kwargs"]["column"] == "completeness")
+    assert completeness["result"]["unexpected_count"] == 1 and completeness["result"]["element_count"] == 7
+
+
+def test_batch_level_suite_texts_every_element():
+    suite = v.load_suite(v.BATCH_SUITE)
+    by_rule = {e.meta["rule"]: e for e in suite.expectations}
+    assert set(by_rule) == {"record_count_drop", "low_completeness"}
+    texts = by_rule["low_completeness"].meta["elements"]
+    assert set(texts) == set(v.ELEMENTS)
+    assert all(text["message_vi"] and text["fix_vi"] for text in texts.values())
 
 
 def test_all_suites_follow_the_meta_contract():

@@ -6,8 +6,8 @@ one dataframe asset and one whole-dataframe batch definition, reused for every b
 (record, rule) becomes a :class:`Failure` carrying the suite's Vietnamese message and fix.
 
 Three suites: ``mandatory_elements`` (completeness, §III.4b) and ``record_validity`` run over every chunk of
-an export (:func:`validate_records`); ``batch_level`` runs once per export over a one-row summary
-(:func:`validate_export`). Values that need code (ISBN check digits, an ĐKCB seen in an earlier chunk) become
+an export (:func:`validate_records`); ``batch_level`` runs once per export over a summary with one row per
+element (:func:`validate_export`). Values that need code (ISBN check digits, an ĐKCB seen in an earlier chunk) become
 derived columns of the chunk's frame, computed column-wise, so GX still decides and reports every failure.
 
 Great Expectations is imported lazily (the import costs about 2 s), so importing this module is cheap, e.g.
@@ -708,17 +708,20 @@ def validate_records(
 
 
 def batch_frame(record_count: int, elements: Mapping[str, list[int]]) -> pd.DataFrame:
-    """The one-row summary of a whole export that the batch_level suite checks."""
-    row: dict[str, Any] = {"record_key": "export", "record_count": int(record_count)}
+    """The summary of a whole export that the batch_level suite checks: one row per mandatory element, with
+    its completeness and the export's record count (the same on every row)."""
+    shares = []
     for name in ELEMENTS:
         present, evaluated = elements.get(name, [0, 0])
-        row[f"completeness_{name}"] = present / evaluated if evaluated else 1.0
-    return pd.DataFrame([row])
+        shares.append(present / evaluated if evaluated else 1.0)
+    return pd.DataFrame({"record_key": list(ELEMENTS), "element": list(ELEMENTS), "completeness": shares,
+                         "record_count": [int(record_count)] * len(ELEMENTS)})
 
 
 def validate_export(record_count: int, elements: Mapping[str, list[int]], *, min_records: float,
                     policy: Policy | None = None) -> tuple[list[BatchCheck], dict]:
-    """Run batch_level over a whole export: every check (passed or not) and the trimmed GX result."""
+    """Run batch_level over a whole export: every check (passed or not: the record count, then each element
+    in :data:`ELEMENTS` order) and the trimmed GX result."""
     policy = policy or Policy()
     df = batch_frame(record_count, elements)
     suite = load_suite(BATCH_SUITE)
@@ -736,10 +739,23 @@ def validate_export(record_count: int, elements: Mapping[str, list[int]], *, min
             problems.append(f"{meta['rule']}: {'; '.join(raised)}")
             continue
         column = config.kwargs["column"]
-        minimum = parameters["min_records"] if meta["rule"] == "record_count_drop" else parameters["min_completeness"]
-        checks.append(BatchCheck(rule=meta["rule"], field=meta["field"], observed=float(df[column].iloc[0]),
-                                 expected_min=minimum, success=bool(expectation_result.success),
-                                 severity=meta["severity"], message_vi=meta["message_vi"], fix_vi=meta["fix_vi"]))
+        if column == "record_count":
+            checks.append(BatchCheck(rule=meta["rule"], field=meta["field"], observed=float(record_count),
+                                     expected_min=parameters["min_records"], success=bool(expectation_result.success),
+                                     severity=meta["severity"], message_vi=meta["message_vi"], fix_vi=meta["fix_vi"]))
+            continue
+        outcome = expectation_result.result or {}
+        failing = set(outcome.get("unexpected_index_list") or [])
+        if int(outcome.get("unexpected_count") or 0) != len(failing):
+            problems.append(f"{meta['rule']}: {outcome.get('unexpected_count')} unexpected rows but "
+                            f"{len(failing)} row ids returned")
+            continue
+        texts = meta.get("elements") or {}
+        for position, (name, share) in enumerate(zip(df["element"], df[column])):
+            text = texts.get(name, meta)
+            checks.append(BatchCheck(rule=meta["rule"], field=name, observed=float(share),
+                                     expected_min=parameters["min_completeness"], success=position not in failing,
+                                     severity=meta["severity"], message_vi=text["message_vi"], fix_vi=text["fix_vi"]))
     if problems:
         raise ValidationRunError(f"suite {BATCH_SUITE!r} could not be evaluated: " + " | ".join(problems))
     return checks, trim_result(result)
