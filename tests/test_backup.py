@@ -35,7 +35,8 @@ def fingerprint(engine: sa.Engine) -> dict:
             "SELECT schemaname, tablename, policyname, roles::text, qual FROM pg_policies ORDER BY 1, 2, 3")).all()
         result["grants"] = conn.execute(sa.text(
             """SELECT table_schema, table_name, grantee, privilege_type FROM information_schema.role_table_grants
-               WHERE grantee LIKE 'lienthong\\_%' ORDER BY 1, 2, 3, 4""")).all()
+               WHERE grantee LIKE 'lienthong\\_%' AND table_schema NOT LIKE 'pg\\_temp\\_%'
+               ORDER BY 1, 2, 3, 4""")).all()  # a pooled session's temporary table is not the warehouse's
     return result
 
 

@@ -187,7 +187,7 @@ def test_copy_lines_keep_text_that_looks_like_null_or_escapes(clean_warehouse):
 
     rows = [("\\N", None, "a\tb"), ("x", "c:\\dir", "dòng\r\nmới"), (None, "", "plain"), ("t", True, 7)]
     with clean_warehouse.begin() as conn:
-        conn.execute(sa.text("CREATE TEMP TABLE copied (a text, b text, c text)"))
+        conn.execute(sa.text("CREATE TEMP TABLE copied (a text, b text, c text) ON COMMIT DROP"))
         assert load._copy(conn.connection.dbapi_connection, "copied", ("a", "b", "c"), rows) == len(rows)
         back = conn.execute(sa.text("SELECT a, b, c FROM copied")).all()
     assert [tuple(r) for r in back] == [("\\N", None, "a\tb"), ("x", "c:\\dir", "dòng\r\nmới"), (None, "", "plain"),

@@ -48,13 +48,21 @@ def _with_driver(url: str) -> URL:
     return parsed
 
 
+_ensured: set[tuple[str, str]] = set()  # (server, database) seen to exist; forgotten by dispose_engines()
+
+
 def _ensure_database(server_uri: str, database: str) -> None:
+    """Create the database on the embedded server if missing; checked once per process (each check is a new
+    server connection, which an ingest would otherwise pay per export)."""
+    if (server_uri, database) in _ensured:
+        return
     admin = sa.create_engine(_with_driver(server_uri), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     with admin.connect() as conn:
         exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": database}).scalar()
         if not exists:
             conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
     admin.dispose()
+    _ensured.add((server_uri, database))
 
 
 def is_embedded() -> bool:
@@ -87,7 +95,7 @@ def password() -> str | None:
 
 @functools.cache
 def _engine_for(url: str) -> sa.Engine:
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=2)
 
 
 def engine(database: str | None = None) -> sa.Engine:
@@ -95,8 +103,10 @@ def engine(database: str | None = None) -> sa.Engine:
 
 
 def dispose_engines() -> None:
-    """Forget pooled connections (after a fork, or before stopping the server)."""
+    """Forget pooled connections and which databases exist (after a fork, a DROP DATABASE, or before stopping
+    the server)."""
     _engine_for.cache_clear()
+    _ensured.clear()
 
 
 def stop() -> bool:
