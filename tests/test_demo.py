@@ -336,6 +336,18 @@ def test_unchanged_export_keeps_its_mtime(tmp_path):
     assert path.stat().st_mtime_ns != 1_000_000_000
 
 
+def test_extra_copies_give_the_issues_three_copies_per_record(tmp_path):
+    """make bench-province adds one copy to each record: 1 M records then carry about 3 M copies."""
+    spec = [LibrarySpec("TV-X", "provincial library", "x", tmp_path / "drop" / "TV-X")]
+    plain = generate_province(spec, tmp_path / "plain", scale=0.2)["libraries"]["TV-X"]
+    more = generate_province(spec, tmp_path / "more", scale=0.2, extra_copies=1)
+    entry = more["libraries"]["TV-X"]
+    assert more["extra_copies"] == 1 and entry["records"] == plain["records"]
+    assert 2.8 < entry["items"] / entry["records"] < 3.2 and 1.8 < plain["items"] / plain["records"] < 2.2
+    copies = [len(record.get_fields("952")) for record in read_records(tmp_path / "more" / entry["file"])]
+    assert sum(copies) == entry["items"] and max(copies) == 5
+
+
 def test_bad_input_is_refused(tmp_path):
     spec = LibrarySpec("X", "THPT", "x", tmp_path / "X")
     with pytest.raises(ValueError, match="duplicate"):
@@ -344,6 +356,8 @@ def test_bad_input_is_refused(tmp_path):
         generate_province([LibrarySpec("Y", "university", "y", tmp_path / "Y")], tmp_path)
     with pytest.raises(ValueError, match="scale"):
         generate_province([spec], tmp_path, scale=0)
+    with pytest.raises(ValueError, match="extra_copies"):
+        generate_province([spec], tmp_path, extra_copies=-1)
     assert records_for("Thư viện huyện") == RECORDS_BY_TYPE["district library"]
     assert records_for("PTDTNT THCS & THPT") == RECORDS_BY_TYPE["PTDTNT THCS&THPT"]
 

@@ -1190,7 +1190,7 @@ def _place_near_misses(code: str, profile: str, seed: int, works: list, edition_
 
 
 def _library_export(lib: LibrarySpec, scale: float, seed: int, exported: _dt.date,
-                    legacy_encodings: bool = True) -> tuple[Path, dict]:
+                    legacy_encodings: bool = True, extra_copies: int = 0) -> tuple[Path, dict]:
     profile = _profile(lib.type)
     if not lib.code or any(c in lib.code for c in '/\\:*?"<>|') or lib.code.startswith("."):
         raise ValueError(f"library code {lib.code!r} cannot name a file")
@@ -1242,7 +1242,7 @@ def _library_export(lib: LibrarySpec, scale: float, seed: int, exported: _dt.dat
             control += rng.choice((1, 1, 1, 2, 3))
             local_id = f"{lib.code}-{control:06d}" if style.prefixed_ids else str(control)
             defect = plan.get(k)
-            copies = rng.choices((1, 2, 3, 4), weights=(40, 30, 20, 10))[0]
+            copies = rng.choices((1, 2, 3, 4), weights=(40, 30, 20, 10))[0] + extra_copies
             if defect == "missing_accession_number" and rng.random() < 0.5:
                 copies = 0  # no 952 at all
             prefix = work.kind
@@ -1330,7 +1330,7 @@ def _remove_stale_exports(lib: LibrarySpec, exported: _dt.date) -> None:
 
 
 def generate_province(libraries: list[LibrarySpec], out_root: Path, *, scale: float = 1.0,
-                      seed: int = DEFAULT_SEED, legacy_encodings: bool = True) -> dict:
+                      seed: int = DEFAULT_SEED, legacy_encodings: bool = True, extra_copies: int = 0) -> dict:
     """Write one MARC21 export per library into its drop folder and ``out_root/ground_truth.json``.
 
     Returns the ground truth (JSON-safe, the same as the file)::
@@ -1347,9 +1347,13 @@ def generate_province(libraries: list[LibrarySpec], out_root: Path, *, scale: fl
 
     The same (libraries, scale, seed) give byte-identical files and manifest. ``legacy_encodings=False``
     writes every MARC export in UTF-8: the twin a legacy export must decode to.
+    A record has 1 to 4 copies (2 on average); ``extra_copies`` adds that many to each (1 gives the 3 copies per
+    record of the issue's province, 3 million for 1 million records).
     """
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
+    if extra_copies < 0:
+        raise ValueError(f"extra_copies must be 0 or more, got {extra_copies}")
     scale = float(scale)
     codes = [lib.code for lib in libraries]
     duplicated = sorted({code for code in codes if codes.count(code) > 1})
@@ -1359,9 +1363,11 @@ def generate_province(libraries: list[LibrarySpec], out_root: Path, *, scale: fl
     out_root.mkdir(parents=True, exist_ok=True)
     exported = export_date(seed)
     truth: dict = {"seed": seed, "scale": scale, "export_date": exported.isoformat(), "libraries": {}}
+    if extra_copies:
+        truth["extra_copies"] = extra_copies
     totals = {"records": 0, "items": 0, "complete_records": 0, "defects": {rule: 0 for rule in DEFECT_RULES}}
     for lib in libraries:
-        path, entry = _library_export(lib, scale, seed, exported, legacy_encodings)
+        path, entry = _library_export(lib, scale, seed, exported, legacy_encodings, extra_copies)
         relative = Path(os.path.relpath(path.resolve(), out_root.resolve())).as_posix()
         truth["libraries"][lib.code] = {"file": relative, **entry}
         totals["records"] += entry["records"]
