@@ -77,9 +77,10 @@ def test_worker_and_bulk_paths_build_the_same_catalogue(ingested, monkeypatch):
     assert plain_stats["keys_added"] > 100 and plain_stats["clusters_written"] == plain_stats["clusters"]
     assert (plain_stats["key_workers"], plain_stats["bulk_keys"], plain_stats["bulk_clusters"]) == (0, False, False)
 
-    # Small chunks, so most contents go through two forked workers; every bulk path taken.
+    # Small chunks, so most contents go through two forked workers (an edition held by more than 20 records is
+    # split across chunks); every bulk path taken.
     monkeypatch.setattr(catalog, "_BATCH", 20)
-    monkeypatch.setattr(catalog, "PARALLEL_MIN_CONTENTS", 20)
+    monkeypatch.setattr(catalog, "PARALLEL_MIN_RECORDS", 20)
     monkeypatch.setattr(catalog, "_worker_count", lambda: 2)
     monkeypatch.setattr(catalog, "BULK_MIN_RECORDS", 1)
     monkeypatch.setattr(catalog, "BULK_MIN_ROWS", 1)
@@ -102,3 +103,32 @@ def test_rebuild_without_changes_writes_nothing(ingested):
     assert (stats["keys_added"], stats["keys_removed"], stats["links_added"]) == (0, 0, 0)
     assert (stats["clusters_deleted"], stats["clusters_written"], stats["members_written"]) == (0, 0, 0)
     assert _catalogue(engine) == before
+
+
+def test_key_chunks_hold_a_bounded_number_of_records_however_contents_are_shared(warehouse_engine, monkeypatch):
+    """An edition held by many libraries is one content row with many record ids: it is split across chunks,
+    so a chunk never holds more than _BATCH records, and the key lines come out as from the whole content."""
+    monkeypatch.setattr(catalog, "_BATCH", 10)
+    raw = warehouse_engine.raw_connection()
+    try:
+        reader = raw.cursor(name="shared_contents")
+        reader.execute(
+            """SELECT 'Tiếng Việt ' || c, 'Nguyễn Văn A', 'Nxb. Giáo dục', '2020', ARRAY['9786040000000'],
+                      ARRAY[]::text[], ARRAY[]::text[],
+                      array(SELECT c * 100 + x FROM generate_series(1, n) x),
+                      array(SELECT 'TH-' || x FROM generate_series(1, n) x),
+                      array(SELECT 'id' || x FROM generate_series(1, n) x)
+               FROM (VALUES (1, 3), (2, 25), (3, 4)) v (c, n) ORDER BY c""")
+        chunks = list(catalog._chunks(reader))
+        reader.close()
+    finally:
+        raw.close()
+    sizes = [sum(len(part[-1]) for part in chunk) for chunk in chunks]
+    assert sizes == [10, 10, 10, 2]
+    ids = [record_id for chunk in chunks for part in chunk for record_id in part[-3]]
+    assert ids == [101, 102, 103, *range(201, 226), *range(301, 305)]
+    split_lines = "".join(catalog._key_rows(chunk)[0] for chunk in chunks)
+    content = ("Tiếng Việt 2", "Nguyễn Văn A", "Nxb. Giáo dục", "2020", ["9786040000000"], [], [])
+    one_piece = catalog._key_rows([(*content, list(range(201, 226)), [f"TH-{x}" for x in range(1, 26)],
+                                    [f"id{x}" for x in range(1, 26)])])
+    assert one_piece[2] == 25 and one_piece[0] in split_lines
