@@ -95,6 +95,8 @@ def password() -> str | None:
 
 @functools.cache
 def _engine_for(url: str) -> sa.Engine:
+    # Four kept: a library's first snapshot holds three at once (its transaction, its id reservations, the
+    # chunk's quality rows); with two, each export opened and closed a new server connection.
     return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=2)
 
 
