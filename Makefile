@@ -16,6 +16,7 @@ help:
 	@echo "make test     run the test suite (unit, PostgreSQL integration, DAG tests)"
 	@echo "make bench    benchmark suite: parse and ingest speed against bare pymarc, re-runs, memory (SCALE=5)"
 	@echo "make bench-province  the full province refresh at PROVINCE_SCALE (default 122: about 1,000,000 records, 3,000,000 copies)"
+	@echo "                     PROVINCE_LIBRARIES=620 PROVINCE_SCALE=25: the same in the province's shape (592 exports of ~1,700 records)"
 	@echo "make bench-catalog  union-catalogue build on RECORDS (default 1000000) synthetic records COPYed into core (no ingest)"
 	@echo "make airflow  start 'airflow standalone' on the project's DAGs (UI on http://localhost:8080)"
 	@echo "make quality  refresh the quality scorecards and build the GX Data Docs (var/quality/)"
@@ -43,9 +44,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_bench.py --scale $(SCALE)
 
 PROVINCE_SCALE ?= 122
+PROVINCE_LIBRARIES ?= 0
 .PHONY: bench-province
 bench-province: $(STAMP)  # the full province refresh at about 1,000,000 records; JSON in bench/results/
-	$(BIN)/python bench/run_bench.py --refresh-only --big-records 0 --scale $(PROVINCE_SCALE) --extra-copies 1
+	$(BIN)/python bench/run_bench.py --refresh-only --big-records 0 --scale $(PROVINCE_SCALE) --extra-copies 1 \
+		--libraries $(PROVINCE_LIBRARIES)
 
 RECORDS ?= 1000000
 .PHONY: bench-catalog

@@ -346,6 +346,9 @@ def test_extra_copies_give_the_issues_three_copies_per_record(tmp_path):
     assert 2.8 < entry["items"] / entry["records"] < 3.2 and 1.8 < plain["items"] / plain["records"] < 2.2
     copies = [len(record.get_fields("952")) for record in read_records(tmp_path / "more" / entry["file"])]
     assert sum(copies) == entry["items"] and max(copies) == 5
+    assert "circulation" in more
+    bare = generate_province(spec, tmp_path / "bare", scale=0.2, circulation=False)
+    assert "circulation" not in bare and bare["libraries"]["TV-X"]["sha256"] == plain["sha256"]
 
 
 def test_bad_input_is_refused(tmp_path):

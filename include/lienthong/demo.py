@@ -1330,7 +1330,8 @@ def _remove_stale_exports(lib: LibrarySpec, exported: _dt.date) -> None:
 
 
 def generate_province(libraries: list[LibrarySpec], out_root: Path, *, scale: float = 1.0,
-                      seed: int = DEFAULT_SEED, legacy_encodings: bool = True, extra_copies: int = 0) -> dict:
+                      seed: int = DEFAULT_SEED, legacy_encodings: bool = True, extra_copies: int = 0,
+                      circulation: bool = True) -> dict:
     """Write one MARC21 export per library into its drop folder and ``out_root/ground_truth.json``.
 
     Returns the ground truth (JSON-safe, the same as the file)::
@@ -1348,7 +1349,8 @@ def generate_province(libraries: list[LibrarySpec], out_root: Path, *, scale: fl
     The same (libraries, scale, seed) give byte-identical files and manifest. ``legacy_encodings=False``
     writes every MARC export in UTF-8: the twin a legacy export must decode to.
     A record has 1 to 4 copies (2 on average); ``extra_copies`` adds that many to each (1 gives the 3 copies per
-    record of the issue's province, 3 million for 1 million records).
+    record of the issue's province, 3 million for 1 million records).  ``circulation=False`` leaves out the loans, ILL,
+    reader cards and rotations (and ``truth["circulation"]``): the catalogue benchmarks read none of them.
     """
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
@@ -1377,10 +1379,11 @@ def generate_province(libraries: list[LibrarySpec], out_root: Path, *, scale: fl
             totals["defects"][rule] += len(ids)
     truth["totals"] = totals
     truth["near_miss_pairs"], truth["equivalent_pairs"] = _near_miss_pairs(truth["libraries"])
-    from lienthong.demo_circulation import generate_circulation  # loans, ILL, cards, rotation: <drop>/circulation/
+    if circulation:
+        from lienthong.demo_circulation import generate_circulation  # loans, ILL, cards, rotation: <drop>/circulation/
 
-    truth["circulation"] = generate_circulation(libraries, out_root, truth["libraries"], scale=scale, seed=seed,
-                                                exported=exported)
+        truth["circulation"] = generate_circulation(libraries, out_root, truth["libraries"], scale=scale, seed=seed,
+                                                    exported=exported)
     for lib in libraries:
         _remove_stale_exports(lib, exported)
     manifest = out_root / "ground_truth.json"
