@@ -1349,8 +1349,8 @@ def generate_province(libraries: list[LibrarySpec], out_root: Path, *, scale: fl
     The same (libraries, scale, seed) give byte-identical files and manifest. ``legacy_encodings=False``
     writes every MARC export in UTF-8: the twin a legacy export must decode to.
     A record has 1 to 4 copies (2 on average); ``extra_copies`` adds that many to each (1 gives the 3 copies per
-    record of the issue's province, 3 million for 1 million records).  ``circulation=False`` leaves out the loans, ILL,
-    reader cards and rotations (and ``truth["circulation"]``): the catalogue benchmarks read none of them.
+    record of the issue's province, 3 million for 1 million records). ``circulation=False`` leaves out the loans,
+    ILL, reader cards and rotations (and ``truth["circulation"]``): the catalogue benchmarks read none of them.
     """
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")

@@ -714,7 +714,7 @@ def batch_frame(record_count: int, elements: Mapping[str, list[int]]) -> pd.Data
     for name in ELEMENTS:
         present, evaluated = elements.get(name, [0, 0])
         shares.append(present / evaluated if evaluated else 1.0)
-    return pd.DataFrame({"record_key": list(ELEMENTS), "element": list(ELEMENTS), "completeness": shares,
+    return pd.DataFrame({"element": list(ELEMENTS), "completeness": shares,
                          "record_count": [int(record_count)] * len(ELEMENTS)})
 
 
