@@ -419,9 +419,7 @@ def validate_frame(kind: str, df, library_code: str, registry: Registry) -> list
 
     suite = _suite_for(kind, df)
     parameters = {"library_codes": sorted(registry.libraries), "this_library": [library_code]}
-    with validate._lock:
-        batch = _batch_definition(kind).get_batch(batch_parameters={"dataframe": df})
-        result = batch.validate(suite, result_format=validate.RESULT_FORMAT, expectation_parameters=parameters)
+    result = validate.run_suite_on(_batch_definition(kind), df, suite, parameters)
     row_keys = df["row_key"].tolist()
     failures: list[RowFailure] = []
     problems: list[str] = []

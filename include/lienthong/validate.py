@@ -33,6 +33,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 import pandas as pd  # noqa: E402
 
+from lienthong import gx_memo  # noqa: E402
 from lienthong.model import CanonicalRecord  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -433,6 +434,7 @@ def get_context():
             # is smaller than HASH_THRESHOLD bytes; the fingerprint only labels the batch, and computing it twice
             # per suite cost about a tenth of the ingesting process's CPU. 0 turns it off.
             pandas_execution_engine.HASH_THRESHOLD = 0
+            gx_memo.install()
             _context = context
         return _context
 
@@ -447,6 +449,13 @@ def _get_batch_definition():
             asset = source.add_dataframe_asset(name=_ASSET_NAME)
             _batch_definition = asset.add_batch_definition_whole_dataframe(_BATCH_DEFINITION_NAME)
         return _batch_definition
+
+
+def run_suite_on(batch_definition: Any, df: pd.DataFrame, suite: Any, parameters: Mapping[str, Any]) -> Any:
+    """GX's result for ``suite`` over ``df`` (one validation at a time per process; see :mod:`gx_memo`)."""
+    with _lock, gx_memo.remembered():
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": df})
+        return batch.validate(suite, result_format=RESULT_FORMAT, expectation_parameters=dict(parameters))
 
 
 def _raised(exception_info: Any) -> list[str]:
@@ -539,10 +548,7 @@ def unexpected_rows(df: pd.DataFrame, index_list: list[int], column: str) -> Ite
 def _run_suite(df: pd.DataFrame, suite_name: str, parameters: Mapping[str, Any] | None = None) -> _SuiteRun:
     """Failures by row position: ``df`` must have a RangeIndex from 0, as :func:`_prepare` gives."""
     suite = load_suite(suite_name)
-    with _lock:
-        batch = _get_batch_definition().get_batch(batch_parameters={"dataframe": df})
-        result = batch.validate(suite, result_format=RESULT_FORMAT,
-                                expectation_parameters=dict(parameters or {}))
+    result = run_suite_on(_get_batch_definition(), df, suite, parameters or {})
 
     keys, local_ids, indexes = df["record_key"].tolist(), df["local_id"].tolist(), df["record_index"].tolist()
     failures: list[Failure] = []
@@ -726,9 +732,7 @@ def validate_export(record_count: int, elements: Mapping[str, list[int]], *, min
     df = batch_frame(record_count, elements)
     suite = load_suite(BATCH_SUITE)
     parameters = {"min_records": float(min_records), "min_completeness": float(policy.min_completeness)}
-    with _lock:
-        batch = _get_batch_definition().get_batch(batch_parameters={"dataframe": df})
-        result = batch.validate(suite, result_format=RESULT_FORMAT, expectation_parameters=parameters)
+    result = run_suite_on(_get_batch_definition(), df, suite, parameters)
     checks: list[BatchCheck] = []
     problems: list[str] = []
     for expectation_result in result.results:

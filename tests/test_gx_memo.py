@@ -1,0 +1,77 @@
+"""gx_memo: GX's results are the same whether expectation configurations are remembered for a run or not."""
+from __future__ import annotations
+
+import threading
+
+import pandas as pd
+import pytest
+
+from lienthong import gx_memo
+from lienthong import validate as v
+from tests.test_validate import batch, validity_batch
+
+
+def _as_shipped(df, suite, parameters) -> list[dict]:
+    """The same validation outside gx_memo.remembered(): GX building every configuration afresh."""
+    with v._lock:
+        found = v._get_batch_definition().get_batch(batch_parameters={"dataframe": df})
+        result = found.validate(suite, result_format=v.RESULT_FORMAT, expectation_parameters=dict(parameters))
+    return [entry.to_json_dict() for entry in result.results]
+
+
+def _remembered(df, suite, parameters) -> list[dict]:
+    result = v.run_suite_on(v._get_batch_definition(), df, suite, parameters)
+    return [entry.to_json_dict() for entry in result.results]
+
+
+@pytest.mark.parametrize("policy", [v.Policy(max_year=2027), v.Policy(call_number_scheme="BBK", min_year=1990)])
+@pytest.mark.parametrize("suite_name", v.RECORD_SUITES)
+def test_record_suites_give_the_same_results(suite_name, policy):
+    v.get_context()
+    df = pd.concat([v.records_frame(batch()), v.records_frame(validity_batch())], ignore_index=True)
+    suite = v.load_suite(suite_name)
+    parameters = v._parameters(policy)
+    remembered = _remembered(df, suite, parameters)
+    assert remembered == _as_shipped(df, suite, parameters)
+    assert any(not entry["success"] for entry in remembered)  # the batch fails some rules: rows are compared
+
+
+def test_parameters_are_those_of_each_run():
+    """GX writes a run's suite parameters into the configurations it reads; nothing carries to the next run."""
+    records = validity_batch()
+    for scheme, failing in (("DDC", True), ("BBK", False), ("DDC", True)):
+        result = v.validate_records(records, v.Policy(call_number_scheme=scheme, max_year=2027))
+        assert any(f.rule == "call_number_scheme" and f.record_key == "8" for f in result.failures) is failing
+        regex = next(entry["expectation_config"]["kwargs"]["regex"]
+                     for entry in result.gx_results["record_validity"]["results"]
+                     if entry["expectation_config"]["meta"]["rule"] == "call_number_scheme")
+        assert regex == v.CALL_NUMBER_REGEX[scheme]
+
+
+def test_batch_level_gives_the_same_results():
+    v.get_context()
+    df = v.batch_frame(120, {"title": [120, 120], "author": [60, 120], "accession_number": [0, 0]})
+    suite = v.load_suite(v.BATCH_SUITE)
+    parameters = {"min_records": 200.0, "min_completeness": 0.8}
+    remembered = _remembered(df, suite, parameters)
+    assert remembered == _as_shipped(df, suite, parameters)
+    assert [entry["success"] for entry in remembered] == [False, False]
+
+
+def test_remembered_only_in_its_thread_and_block():
+    v.get_context()
+    assert gx_memo.install() is True  # idempotent: already installed by get_context()
+    expectation = v.load_suite(v.DEFAULT_SUITE).expectations[0]
+    assert expectation.configuration is not expectation.configuration
+    elsewhere: list[bool] = []
+    with gx_memo.remembered():
+        assert expectation.configuration is expectation.configuration
+        with gx_memo.remembered():  # nested: the same run
+            kept = expectation.configuration
+        assert expectation.configuration is kept
+        thread = threading.Thread(target=lambda: elsewhere.append(expectation.configuration is expectation.configuration))
+        thread.start()
+        thread.join()
+    assert elsewhere == [False]
+    assert expectation.configuration is not kept
+    assert expectation.configuration == kept
