@@ -75,3 +75,35 @@ def test_remembered_only_in_its_thread_and_block():
     assert elsewhere == [False]
     assert expectation.configuration is not kept
     assert expectation.configuration == kept
+
+
+@pytest.mark.parametrize("values", [
+    {"column": "title", "batch_id": "lienthong_records-records", "row_condition": None, "condition_parser": None},
+    {"column": "pub_year_number", "min_value": 1800, "max_value": 2027.0, "strict_min": False,
+     "result_format": {"result_format": "COMPLETE", "partial_unexpected_count": 20}, "mostly": 1.0},
+    {"value_set": ["vie", "eng", None], "parse_strings_as_datetimes": False},
+])
+def test_plain_metric_ids_are_gx_ids(values):
+    from great_expectations.core.id_dict import IDDict
+
+    v.get_context()
+    first = next(iter(values))
+    shipped = IDDict(values).to_id()  # outside a run: GX's own conversion
+    shipped_without_first = IDDict(values).to_id(id_ignore_keys={first})
+    with gx_memo.remembered():
+        assert gx_memo._plain(dict(values))
+        assert IDDict(values).to_id() == shipped
+        assert IDDict(values).to_id(id_ignore_keys={first}) == shipped_without_first != shipped
+
+
+def test_values_that_are_not_plain_go_through_gx():
+    import numpy as np
+    from great_expectations.core.id_dict import IDDict
+
+    v.get_context()
+    for values in ({"a": np.int64(3), "b": None}, {"a": float("nan"), "b": 1}, {"a": (1, 2), "b": 1},
+                   {"a": {1: "numeric key"}, "b": 1}):
+        assert not gx_memo._plain(values)
+        shipped = IDDict(values).to_id()
+        with gx_memo.remembered():
+            assert IDDict(values).to_id() == shipped
