@@ -107,3 +107,55 @@ def test_values_that_are_not_plain_go_through_gx():
         shipped = IDDict(values).to_id()
         with gx_memo.remembered():
             assert IDDict(values).to_id() == shipped
+
+
+def test_a_kept_plan_serves_another_batch():
+    """Plans are kept across runs; a run planned by lookup gives what GX gives on its own rows."""
+    v.get_context()
+    gx_memo._plans.clear()
+    parameters = v._parameters(v.Policy(max_year=2027))
+    first, second = v.records_frame(batch()), v.records_frame(validity_batch())
+    for suite_name in v.RECORD_SUITES:
+        suite = v.load_suite(suite_name)
+        before = _remembered(first, suite, parameters)
+        planned = len(gx_memo._plans)
+        assert planned >= len(suite.expectations)
+        after = _remembered(second, suite, parameters)
+        assert len(gx_memo._plans) == planned  # nothing planned again
+        assert after == _as_shipped(second, suite, parameters)
+        assert before == _as_shipped(first, suite, parameters)
+        assert after != before
+
+
+def test_a_new_policy_is_planned_afresh():
+    v.get_context()
+    gx_memo._plans.clear()
+    suite = v.load_suite("record_validity")
+    df = v.records_frame(validity_batch())
+    _remembered(df, suite, v._parameters(v.Policy(call_number_scheme="DDC")))
+    planned = len(gx_memo._plans)
+    bbk = v._parameters(v.Policy(call_number_scheme="BBK", min_year=1990))
+    assert _remembered(df, suite, bbk) == _as_shipped(df, suite, bbk)
+    assert len(gx_memo._plans) > planned  # the regex and the year bounds are in the keywords
+
+
+def test_plan_keys():
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    v.get_context()
+    columns = (("title", "object"), ("pub_year_number", "Int64"))
+
+    def key(kwargs, settings=None, columns=columns, kind="expect_column_values_to_not_be_null"):
+        return gx_memo._plan_key(ExpectationConfiguration(type=kind, kwargs=kwargs), settings, object(), columns)
+
+    assert key({"column": "title"}) == key({"column": "title"}, {})
+    assert key({"column": "title"}) != key({"column": "author"})
+    assert key({"column": "title"}, {"result_format": "COMPLETE"}) != key({"column": "title"})
+    assert key({"column": "title"}) != key({"column": "title"}, columns=(("title", "string"),))
+    assert key({"column": "title", "mostly": float("nan")}) is None  # not plain: planned by GX every run
+    assert key({"column": "title"}, columns=None) is None  # not a pandas frame
+    assert key({"column": "title"}, kind="expect_column_values_to_be_null") is not None  # its own plan was read
+    # Plans that may read the rows (bins from the data, the column's type) are left to GX.
+    assert key({"column": "title"}, kind="expect_column_kl_divergence_to_be_less_than") is None
+    assert key({"column": "title", "type_": "str"}, kind="expect_column_values_to_be_of_type") is None
+    assert key({"column": "title"}, kind="expect_no_such_thing") is None

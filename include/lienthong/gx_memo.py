@@ -1,9 +1,9 @@
-"""Two fixed costs Great Expectations pays per expectation and per run, whatever the rows, cut for our runs.
+"""Fixed costs Great Expectations pays per expectation and per run, whatever the rows, cut for our runs.
 
 Many small exports (the province's ~600 libraries of ~1,700 records) are slower than one large one because of
-costs like these. Both apply only inside :func:`remembered` (one validation, in the calling thread: see
+costs like these. All three apply only inside :func:`remembered` (one validation, in the calling thread: see
 ``validate.run_suite_on``); outside it, and in other threads, GX behaves as shipped. Results are identical
-(``tests/test_gx_memo.py``); together they take about half off a small export's validation.
+(``tests/test_gx_memo.py``); together they take about two thirds off a small export's validation.
 
 * GX 1.x's ``Expectation.configuration`` is a property that serialises the expectation (a pydantic ``dict()``,
   then a new ``ExpectationConfiguration``) each time it is read, and a run reads it about 120 times per
@@ -14,11 +14,21 @@ costs like these. Both apply only inside :func:`remembered` (one validation, in 
   by a function that tries some twenty types before it reaches ``None``. Keywords of plain values (text,
   numbers, booleans, None, lists and string-keyed dicts of them) convert to themselves, so they are hashed
   as they are: the same id.
+* Before it computes anything, GX plans each expectation: a copy of its configuration with the batch's id,
+  the metrics it needs (``get_validation_dependencies``), and their dependencies, recursively (a graph of
+  about 17 metric configurations). For GX's column-map, pair and table expectations the plan is a function
+  of the expectation's type and keywords, the run's result format, the kind of execution engine and the
+  frame's columns and types; it never reads the rows (others, which may, are planned as shipped). The
+  graph's edges are kept per process under those, so each chunk after the first plans by lookup (GX still copies the configuration and
+  sets the batch id, as it does, and fills the result format's defaults into the run's settings, as planning
+  does). GX only reads the edges when it resolves metrics, and the metrics' values live in each run's own
+  dictionary, so a kept plan carries nothing of an earlier batch but its shape.
 
 ``LIENTHONG_GX_MEMO=0`` leaves GX as shipped (to compare, or should a GX release change what it reads).
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -29,11 +39,14 @@ from contextlib import contextmanager
 _state = threading.local()
 _installed = False
 _install_lock = threading.Lock()
+_plans: dict[tuple, tuple] = {}  # (type, keywords, settings, engine, columns) → (metric edges, settings after)
+MAX_PLANS = 4096  # distinct expectations × policies; cleared when exceeded rather than grown without bound
 
 
 def install() -> bool:
-    """Wrap ``Expectation.configuration`` and ``IDDict.to_id`` once per process; False (GX left as shipped)
-    when turned off or when the property is not what this module expects."""
+    """Wrap ``Expectation.configuration``, ``IDDict.to_id`` and the validator's planning once per process;
+    False (GX left as shipped) when turned off or when the property is not what this module expects. Each of
+    the other two is skipped alone when GX's own differs from what it replaces."""
     global _installed
     with _install_lock:
         if _installed:
@@ -59,6 +72,7 @@ def install() -> bool:
         configuration.__doc__ = build.__doc__
         Expectation.configuration = property(configuration)
         _install_plain_ids()
+        _install_plans()
         _installed = True
         return True
 
@@ -110,10 +124,109 @@ def _install_plain_ids() -> None:
     IDDict.to_id = to_id
 
 
+# Expectations whose own ``get_validation_dependencies`` was read and found not to look at the rows (GX's
+# base classes are checked by module); others, e.g. expect_column_kl_divergence_to_be_less_than, which
+# computes its bins from the data when none are given, are planned by GX on every run.
+PLANNED_WITHOUT_ROWS = frozenset({"ExpectColumnValuesToBeNull"})
+_planned_without_rows: dict[str, bool] = {}
+
+
+def _plans_without_rows(expectation_type: str) -> bool:
+    if expectation_type not in _planned_without_rows:
+        from great_expectations.expectations.registry import get_expectation_impl
+
+        try:
+            method = get_expectation_impl(expectation_type).get_validation_dependencies
+        except Exception:  # not registered: GX plans it, and reports why it cannot
+            return False
+        _planned_without_rows[expectation_type] = (
+            method.__module__ == "great_expectations.expectations.expectation"
+            or method.__qualname__.split(".")[0] in PLANNED_WITHOUT_ROWS)
+    return _planned_without_rows[expectation_type]
+
+
+def _columns(engine) -> tuple | None:
+    """The active batch's column names and types (a plan may depend on them); None if not a pandas frame."""
+    import pandas as pd
+
+    manager = getattr(engine, "batch_manager", None)
+    frame = getattr(getattr(manager, "active_batch_data", None), "dataframe", None)
+    if not isinstance(frame, pd.DataFrame):
+        return None
+    return tuple(zip(map(str, frame.columns), map(str, frame.dtypes)))
+
+
+def _plan_key(configuration, runtime_configuration: dict | None, engine, columns: tuple | None) -> tuple | None:
+    """What GX's plan of one expectation depends on, as a hashable key; None to let GX plan it afresh."""
+    kwargs, settings = configuration.kwargs, runtime_configuration or {}
+    if columns is None or not (_plain(kwargs) and _plain(settings)) or not _plans_without_rows(configuration.type):
+        return None
+    return (configuration.type, json.dumps(kwargs, sort_keys=True), json.dumps(settings, sort_keys=True),
+            type(engine), columns)
+
+
+def _fill(settings: dict, planned: dict) -> None:
+    """Planning fills the result format's defaults into the run's settings in place (GX's
+    ``parse_result_format``); a plan looked up does the same, so the rest of the run sees what it would."""
+    for name, value in planned.items():
+        if isinstance(value, dict) and isinstance(settings.get(name), dict):
+            _fill(settings[name], value)
+        elif name not in settings or settings[name] != value:
+            settings[name] = copy.deepcopy(value)
+
+
+def _install_plans() -> None:
+    """In a run, each expectation's metric graph is planned once per process (see the module's doc)."""
+    import inspect
+
+    from great_expectations.validator.validation_graph import ExpectationValidationGraph, ValidationGraph
+    from great_expectations.validator.validator import Validator
+
+    shipped = Validator._generate_metric_dependency_subgraphs_for_each_expectation_configuration
+    expected = ["self", "expectation_configurations", "processed_configurations", "catch_exceptions",
+                "runtime_configuration"]
+    if list(inspect.signature(shipped).parameters) != expected:
+        return
+
+    def plan(self, expectation_configurations, processed_configurations, catch_exceptions,
+             runtime_configuration=None):
+        if getattr(_state, "configurations", None) is None:
+            return shipped(self, expectation_configurations, processed_configurations, catch_exceptions,
+                           runtime_configuration)
+        graphs, results = [], []
+        columns = _columns(self._execution_engine)
+        for configuration in expectation_configurations:
+            evaluated = copy.deepcopy(configuration)
+            if self.active_batch_id:
+                evaluated.kwargs.update({"batch_id": self.active_batch_id})
+            key = _plan_key(evaluated, runtime_configuration, self._execution_engine, columns)
+            kept = _plans.get(key) if key is not None else None
+            if kept is None:
+                planned, failed, _ = shipped(self, [configuration], [], catch_exceptions, runtime_configuration)
+                if failed:  # GX could not plan it: its result says why, as without the memo
+                    results.extend(failed)
+                    continue
+                kept = (list(planned[0].graph.edges), copy.deepcopy(runtime_configuration or {}))
+                if key is not None:
+                    if len(_plans) >= MAX_PLANS:
+                        _plans.clear()
+                    _plans[key] = kept
+            elif runtime_configuration is not None:
+                _fill(runtime_configuration, kept[1])
+            edges = kept[0]
+            graph = ValidationGraph(execution_engine=self._execution_engine, edges=list(edges))
+            graphs.append(ExpectationValidationGraph(configuration=evaluated, graph=graph))
+            processed_configurations.append(evaluated)
+        return graphs, results, processed_configurations
+
+    plan.__doc__ = shipped.__doc__
+    Validator._generate_metric_dependency_subgraphs_for_each_expectation_configuration = plan
+
+
 @contextmanager
 def remembered() -> Iterator[None]:
     """One validation, in this thread: configurations built once per expectation object, plain ids hashed as
-    they are."""
+    they are, plans looked up."""
     outer = getattr(_state, "configurations", None)
     _state.configurations = {} if outer is None else outer
     try:
