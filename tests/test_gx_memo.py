@@ -113,15 +113,16 @@ def test_a_kept_plan_serves_another_batch():
     """Plans are kept across runs; a run planned by lookup gives what GX gives on its own rows."""
     v.get_context()
     gx_memo._plans.clear()
+    gx_memo._dependencies.clear()
     parameters = v._parameters(v.Policy(max_year=2027))
     first, second = v.records_frame(batch()), v.records_frame(validity_batch())
     for suite_name in v.RECORD_SUITES:
         suite = v.load_suite(suite_name)
         before = _remembered(first, suite, parameters)
-        planned = len(gx_memo._plans)
-        assert planned >= len(suite.expectations)
+        planned, judged = len(gx_memo._plans), len(gx_memo._dependencies)
+        assert planned >= len(suite.expectations) and judged >= len(suite.expectations)
         after = _remembered(second, suite, parameters)
-        assert len(gx_memo._plans) == planned  # nothing planned again
+        assert (len(gx_memo._plans), len(gx_memo._dependencies)) == (planned, judged)  # nothing planned again
         assert after == _as_shipped(second, suite, parameters)
         assert before == _as_shipped(first, suite, parameters)
         assert after != before
@@ -159,3 +160,19 @@ def test_plan_keys():
     assert key({"column": "title"}, kind="expect_column_kl_divergence_to_be_less_than") is None
     assert key({"column": "title", "type_": "str"}, kind="expect_column_values_to_be_of_type") is None
     assert key({"column": "title"}, kind="expect_no_such_thing") is None
+
+
+def test_kept_dependencies_are_those_of_the_expectations_class():
+    """expect_column_values_to_be_null removes a metric from what its parent class returns: what is kept is
+    the subclass's answer, and each run's judgement is GX's."""
+    v.get_context()
+    gx_memo._dependencies.clear()
+    suite = v.load_suite("record_validity")
+    df = v.records_frame(validity_batch())
+    parameters = v._parameters(v.Policy(max_year=2027))
+    for _ in range(3):
+        assert _remembered(df, suite, parameters) == _as_shipped(df, suite, parameters)
+    kept = {key[0]: dependencies.metric_configurations for key, (dependencies, _) in gx_memo._dependencies.items()}
+    assert "column_values.nonnull.unexpected_count" not in kept["expect_column_values_to_be_null"]
+    assert "column_values.null.unexpected_count" in kept["expect_column_values_to_be_null"]
+    assert "column_values.nonnull.unexpected_count" in kept["expect_column_values_to_match_regex"]

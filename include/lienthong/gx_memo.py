@@ -1,7 +1,7 @@
 """Fixed costs Great Expectations pays per expectation and per run, whatever the rows, cut for our runs.
 
 Many small exports (the province's ~600 libraries of ~1,700 records) are slower than one large one because of
-costs like these. All three apply only inside :func:`remembered` (one validation, in the calling thread: see
+costs like these. All four apply only inside :func:`remembered` (one validation, in the calling thread: see
 ``validate.run_suite_on``); outside it, and in other threads, GX behaves as shipped. Results are identical
 (``tests/test_gx_memo.py``); together they take about two thirds off a small export's validation.
 
@@ -23,6 +23,9 @@ costs like these. All three apply only inside :func:`remembered` (one validation
   sets the batch id, as it does, and fills the result format's defaults into the run's settings, as planning
   does). GX only reads the edges when it resolves metrics, and the metrics' values live in each run's own
   dictionary, so a kept plan carries nothing of an earlier batch but its shape.
+* Once the metrics are computed, GX judges each expectation (``metrics_validate``), and to find its metrics
+  it asks for the same dependencies again. Under the same key as the plan, those are kept too (a copy goes
+  out each time: callers add and remove metrics in the object they get).
 
 ``LIENTHONG_GX_MEMO=0`` leaves GX as shipped (to compare, or should a GX release change what it reads).
 """
@@ -44,9 +47,9 @@ MAX_PLANS = 4096  # distinct expectations × policies; cleared when exceeded rat
 
 
 def install() -> bool:
-    """Wrap ``Expectation.configuration``, ``IDDict.to_id`` and the validator's planning once per process;
-    False (GX left as shipped) when turned off or when the property is not what this module expects. Each of
-    the other two is skipped alone when GX's own differs from what it replaces."""
+    """Wrap ``Expectation.configuration``, ``IDDict.to_id``, the validator's planning and the dependencies
+    judged once per process; False (GX left as shipped) when turned off or when the property is not what
+    this module expects. Each of the others is skipped alone when GX's own differs from what it replaces."""
     global _installed
     with _install_lock:
         if _installed:
@@ -73,6 +76,7 @@ def install() -> bool:
         Expectation.configuration = property(configuration)
         _install_plain_ids()
         _install_plans()
+        _install_dependencies()
         _installed = True
         return True
 
@@ -133,10 +137,12 @@ _planned_without_rows: dict[str, bool] = {}
 
 def _plans_without_rows(expectation_type: str) -> bool:
     if expectation_type not in _planned_without_rows:
+        import inspect
+
         from great_expectations.expectations.registry import get_expectation_impl
 
         try:
-            method = get_expectation_impl(expectation_type).get_validation_dependencies
+            method = inspect.unwrap(get_expectation_impl(expectation_type).get_validation_dependencies)
         except Exception:  # not registered: GX plans it, and reports why it cannot
             return False
         _planned_without_rows[expectation_type] = (
@@ -223,10 +229,76 @@ def _install_plans() -> None:
     Validator._generate_metric_dependency_subgraphs_for_each_expectation_configuration = plan
 
 
+_dependencies: dict[tuple, tuple] = {}  # a plan key → (GX's dependencies of the expectation, settings after)
+
+
+def _install_dependencies() -> None:
+    """In a run, what an expectation needs to judge its metrics is computed once per plan key (see the doc).
+
+    ``Expectation.metrics_validate`` (GX's only definition) asks ``self.get_validation_dependencies`` again,
+    which its subclasses define and extend through ``super()``. The outermost definition reached answers
+    from the kept dependencies: a copy, since callers add and remove metrics in the object they get.
+    """
+    import inspect
+
+    from great_expectations.expectations.expectation import Expectation
+    from great_expectations.expectations.registry import _registered_expectations
+    from great_expectations.validator.validator import ValidationDependencies
+
+    judge = Expectation.metrics_validate
+    if list(inspect.signature(judge).parameters)[:4] != ["self", "metrics", "runtime_configuration",
+                                                          "execution_engine"]:
+        return
+
+    def copied(dependencies):
+        return ValidationDependencies(metric_configurations=dict(dependencies.metric_configurations),
+                                      result_format=copy.deepcopy(dependencies.result_format))
+
+    def wrap(depend):
+        def get_validation_dependencies(self, execution_engine=None, runtime_configuration=None, **kwargs):
+            key = getattr(_state, "judging", None)
+            if key is None:
+                return depend(self, execution_engine, runtime_configuration, **kwargs)
+            _state.judging = None  # calls through super() compute as shipped
+            kept = _dependencies.get(key)
+            if kept is not None:
+                if runtime_configuration is not None:
+                    _fill(runtime_configuration, kept[1])
+                return copied(kept[0])
+            dependencies = depend(self, execution_engine, runtime_configuration, **kwargs)
+            if len(_dependencies) >= MAX_PLANS:
+                _dependencies.clear()
+            _dependencies[key] = (copied(dependencies), copy.deepcopy(runtime_configuration or {}))
+            return dependencies
+
+        get_validation_dependencies.__doc__ = depend.__doc__
+        get_validation_dependencies.__wrapped__ = depend
+        return get_validation_dependencies
+
+    owners = {owner for expectation in list(_registered_expectations.values()) for owner in expectation.__mro__
+              if "get_validation_dependencies" in vars(owner)}
+    for owner in owners:
+        owner.get_validation_dependencies = wrap(vars(owner)["get_validation_dependencies"])
+
+    def metrics_validate(self, metrics, runtime_configuration=None, execution_engine=None, **kwargs):
+        if getattr(_state, "configurations", None) is None:
+            return judge(self, metrics, runtime_configuration, execution_engine, **kwargs)
+        configuration = self.configuration
+        _state.judging = _plan_key(configuration, runtime_configuration, execution_engine,
+                                   _columns(execution_engine))
+        try:
+            return judge(self, metrics, runtime_configuration, execution_engine, **kwargs)
+        finally:
+            _state.judging = None
+
+    metrics_validate.__doc__ = judge.__doc__
+    Expectation.metrics_validate = metrics_validate
+
+
 @contextmanager
 def remembered() -> Iterator[None]:
     """One validation, in this thread: configurations built once per expectation object, plain ids hashed as
-    they are, plans looked up."""
+    they are, plans and dependencies looked up."""
     outer = getattr(_state, "configurations", None)
     _state.configurations = {} if outer is None else outer
     try:
