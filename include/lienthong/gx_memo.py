@@ -19,10 +19,10 @@ costs like these. All four apply only inside :func:`remembered` (one validation,
   about 17 metric configurations). For GX's column-map, pair and table expectations the plan is a function
   of the expectation's type and keywords, the run's result format, the kind of execution engine and the
   frame's columns and types; it never reads the rows (others, which may, are planned as shipped). The
-  graph's edges are kept per process under those, so each chunk after the first plans by lookup (GX still copies the configuration and
-  sets the batch id, as it does, and fills the result format's defaults into the run's settings, as planning
-  does). GX only reads the edges when it resolves metrics, and the metrics' values live in each run's own
-  dictionary, so a kept plan carries nothing of an earlier batch but its shape.
+  graph's edges are kept per process under those, so each chunk after the first plans by lookup (still
+  copying the configuration and setting the batch id, and filling the result format's defaults into the
+  run's settings, as GX's planning does). GX only reads the edges when it resolves metrics, and the metrics'
+  values live in each run's own dictionary, so a kept plan carries nothing of an earlier batch but its shape.
 * Once the metrics are computed, GX judges each expectation (``metrics_validate``), and to find its metrics
   it asks for the same dependencies again. Under the same key as the plan, those are kept too (a copy goes
   out each time: callers add and remove metrics in the object they get).
