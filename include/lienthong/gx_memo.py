@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 import os
 import threading
@@ -137,8 +138,6 @@ _planned_without_rows: dict[str, bool] = {}
 
 def _plans_without_rows(expectation_type: str) -> bool:
     if expectation_type not in _planned_without_rows:
-        import inspect
-
         from great_expectations.expectations.registry import get_expectation_impl
 
         try:
@@ -181,10 +180,14 @@ def _fill(settings: dict, planned: dict) -> None:
             settings[name] = copy.deepcopy(value)
 
 
+def _keep(store: dict, key: tuple, value: tuple) -> None:
+    if len(store) >= MAX_PLANS:
+        store.clear()
+    store[key] = value
+
+
 def _install_plans() -> None:
     """In a run, each expectation's metric graph is planned once per process (see the module's doc)."""
-    import inspect
-
     from great_expectations.validator.validation_graph import ExpectationValidationGraph, ValidationGraph
     from great_expectations.validator.validator import Validator
 
@@ -214,9 +217,7 @@ def _install_plans() -> None:
                     continue
                 kept = (list(planned[0].graph.edges), copy.deepcopy(runtime_configuration or {}))
                 if key is not None:
-                    if len(_plans) >= MAX_PLANS:
-                        _plans.clear()
-                    _plans[key] = kept
+                    _keep(_plans, key, kept)
             elif runtime_configuration is not None:
                 _fill(runtime_configuration, kept[1])
             edges = kept[0]
@@ -239,8 +240,6 @@ def _install_dependencies() -> None:
     which its subclasses define and extend through ``super()``. The outermost definition reached answers
     from the kept dependencies: a copy, since callers add and remove metrics in the object they get.
     """
-    import inspect
-
     from great_expectations.expectations.expectation import Expectation
     from great_expectations.expectations.registry import _registered_expectations
     from great_expectations.validator.validator import ValidationDependencies
@@ -266,9 +265,7 @@ def _install_dependencies() -> None:
                     _fill(runtime_configuration, kept[1])
                 return copied(kept[0])
             dependencies = depend(self, execution_engine, runtime_configuration, **kwargs)
-            if len(_dependencies) >= MAX_PLANS:
-                _dependencies.clear()
-            _dependencies[key] = (copied(dependencies), copy.deepcopy(runtime_configuration or {}))
+            _keep(_dependencies, key, (copied(dependencies), copy.deepcopy(runtime_configuration or {})))
             return dependencies
 
         get_validation_dependencies.__doc__ = depend.__doc__
