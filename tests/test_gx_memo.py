@@ -176,3 +176,32 @@ def test_kept_dependencies_are_those_of_the_expectations_class():
     assert "column_values.nonnull.unexpected_count" not in kept["expect_column_values_to_be_null"]
     assert "column_values.null.unexpected_count" in kept["expect_column_values_to_be_null"]
     assert "column_values.nonnull.unexpected_count" in kept["expect_column_values_to_match_regex"]
+
+
+def test_row_condition_applied_once_per_run(monkeypatch):
+    """The ĐKCB rule's row condition is evaluated once in a run, and its metrics still see only the rows it
+    keeps (the SGK register line with a quantity and no ĐKCB is not a failure)."""
+    v.get_context()
+    queries: list[str] = []
+    query = pd.DataFrame.query
+
+    def counted(self, expr, **kwargs):
+        queries.append(expr)
+        return query(self, expr, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "query", counted)
+    df, suite, parameters = v.records_frame(batch()), v.load_suite(v.DEFAULT_SUITE), v._parameters(v.Policy())
+    remembered = _remembered(df, suite, parameters)
+    assert len(queries) == 1
+    queries.clear()
+    assert _as_shipped(df, suite, parameters) == remembered
+    assert len(queries) > 1
+    accession = next(entry["result"] for entry in remembered
+                     if entry["expectation_config"]["meta"]["rule"] == "missing_accession_number")
+    assert accession["element_count"] == int(df["quantity"].isna().sum()) < len(df)
+    queries.clear()
+    other = v.records_frame(batch()[:5])
+    with gx_memo.remembered():  # one run, two frames: each filtered for itself
+        for frame in (df, other, df):
+            v.run_suite_on(v._get_batch_definition(), frame, suite, parameters)
+    assert len(queries) == 2

@@ -291,6 +291,23 @@ def test_results_keep_no_per_row_lists_and_no_frame_fingerprint():
     assert title["result"]["unexpected_count"] == 2 and title["result"]["element_count"] == 3
 
 
+def test_result_json_is_what_gx_serialises():
+    """suite_result_json equals GX's to_json_dict on passing, failing and raised expectations of every suite."""
+    parameters = v._parameters(v.Policy())
+    runs = [(v.records_frame(batch()), "mandatory_elements"), (v.records_frame([complete(0)]), "mandatory_elements"),
+            (v.records_frame(validity_batch()), "record_validity"),
+            (v.records_frame(batch()).drop(columns=["call_number"]), "record_validity")]
+    seen = set()
+    for df, suite_name in runs:
+        result = v.run_suite_on(v._get_batch_definition(), df, v.load_suite(suite_name), parameters)
+        assert v.suite_result_json(result) == result.to_json_dict(), suite_name
+        seen |= {"raised" if v._raised(e.exception_info) else e.success for e in result.results}
+    summary = v.run_suite_on(v._get_batch_definition(), v.batch_frame(3, {"title": [1, 3]}), v.load_suite("batch_level"),
+                             {"min_records": 5.0, "min_completeness": 0.9})
+    assert v.suite_result_json(summary) == summary.to_json_dict()
+    assert seen == {True, False, "raised"}
+
+
 # ------------------------------------------------------------------------------------------- frame input
 
 

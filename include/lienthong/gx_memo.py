@@ -1,7 +1,7 @@
 """Fixed costs Great Expectations pays per expectation and per run, whatever the rows, cut for our runs.
 
 Many small exports (the province's ~600 libraries of ~1,700 records) are slower than one large one because of
-costs like these. All four apply only inside :func:`remembered` (one validation, in the calling thread: see
+costs like these. All five apply only inside :func:`remembered` (one validation, in the calling thread: see
 ``validate.run_suite_on``); outside it, and in other threads, GX behaves as shipped. Results are identical
 (``tests/test_gx_memo.py``); together they take about two thirds off a small export's validation.
 
@@ -27,6 +27,11 @@ costs like these. All four apply only inside :func:`remembered` (one validation,
   it asks for the same dependencies again. Under the same key as the plan, those are kept too (a copy goes
   out each time: callers add and remove metrics in the object they get).
 
+* A row condition (ours: the ĐKCB rule skips SGK register lines, which carry a quantity) is applied with
+  ``DataFrame.query`` for each metric of the expectation that has it, about five times a run, each parsing
+  and evaluating the expression again. In a run, the rows a condition keeps of a frame are computed once; the
+  later metrics get a shallow copy of them (pandas copies on write, so no metric sees another's changes).
+
 ``LIENTHONG_GX_MEMO=0`` leaves GX as shipped (to compare, or should a GX release change what it reads).
 """
 from __future__ import annotations
@@ -48,8 +53,8 @@ MAX_PLANS = 4096  # distinct expectations × policies; cleared when exceeded rat
 
 
 def install() -> bool:
-    """Wrap ``Expectation.configuration``, ``IDDict.to_id``, the validator's planning and the dependencies
-    judged once per process; False (GX left as shipped) when turned off or when the property is not what
+    """Wrap ``Expectation.configuration``, ``IDDict.to_id``, the validator's planning, the dependencies
+    judged and the pandas engine's row conditions, once per process; False (GX left as shipped) when turned off or when the property is not what
     this module expects. Each of the others is skipped alone when GX's own differs from what it replaces."""
     global _installed
     with _install_lock:
@@ -78,6 +83,7 @@ def install() -> bool:
         _install_plain_ids()
         _install_plans()
         _install_dependencies()
+        _install_row_conditions()
         _installed = True
         return True
 
@@ -292,13 +298,37 @@ def _install_dependencies() -> None:
     Expectation.metrics_validate = metrics_validate
 
 
+def _install_row_conditions() -> None:
+    """In a run, the rows a row condition keeps of a frame are filtered once (see the module's doc)."""
+    from great_expectations.execution_engine.pandas_execution_engine import PandasExecutionEngine
+
+    shipped = getattr(PandasExecutionEngine, "_apply_row_condition_filter", None)
+    if shipped is None or list(inspect.signature(shipped).parameters) != ["self", "data", "row_condition",
+                                                                          "domain_kwargs"]:
+        return
+
+    def apply_row_condition(self, data, row_condition, domain_kwargs):
+        filtered = getattr(_state, "filtered", None)
+        if filtered is None:
+            return shipped(self, data, row_condition, domain_kwargs)
+        key = (id(data), repr(row_condition), domain_kwargs.get("condition_parser"))
+        kept = filtered.get(key)
+        if kept is None:
+            kept = filtered[key] = (data, shipped(self, data, row_condition, domain_kwargs))
+        return kept[1].copy(deep=False)
+
+    apply_row_condition.__doc__ = shipped.__doc__
+    PandasExecutionEngine._apply_row_condition_filter = apply_row_condition
+
+
 @contextmanager
 def remembered() -> Iterator[None]:
     """One validation, in this thread: configurations built once per expectation object, plain ids hashed as
-    they are, plans and dependencies looked up."""
-    outer = getattr(_state, "configurations", None)
+    they are, plans and dependencies looked up, row conditions applied once per frame."""
+    outer, outer_filtered = getattr(_state, "configurations", None), getattr(_state, "filtered", None)
     _state.configurations = {} if outer is None else outer
+    _state.filtered = {} if outer_filtered is None else outer_filtered
     try:
         yield
     finally:
-        _state.configurations = outer
+        _state.configurations, _state.filtered = outer, outer_filtered

@@ -512,7 +512,7 @@ def trim_result(result: Any) -> dict:
     for entry in result.results:
         if entry.result:
             entry.result = {key: value for key, value in entry.result.items() if key not in _PER_ROW_LISTS}
-    data = result.to_json_dict()
+    data = suite_result_json(result)
     for holder in [data.get("suite_parameters") or {}] + [
             (entry.get("expectation_config") or {}).get("kwargs") or {} for entry in data.get("results") or []]:
         for key, value in list(holder.items()):
@@ -523,6 +523,41 @@ def trim_result(result: Any) -> dict:
         if isinstance(outcome.get("partial_unexpected_list"), list):
             outcome["partial_unexpected_list"] = outcome["partial_unexpected_list"][:20]
     return _json_safe(data)
+
+
+def suite_result_json(result: Any) -> dict:
+    """What GX's ``result.to_json_dict()`` returns, without its copies.
+
+    GX deep-copies the suite result, dumps each expectation's result through marshmallow (copying it twice
+    more), then dumps the copied list again through the suite's schema: about a fifth of a chunk's
+    validation. The same dictionary is built here from the same parts with GX's own converter; the tests hold it
+    equal to GX's on real results (passing, failing, raised).
+    """
+    from great_expectations.util import convert_to_json_serializable
+
+    return {
+        "success": result.success,
+        "results": [_expectation_result_json(entry, convert_to_json_serializable) for entry in result.results],
+        "suite_name": result.suite_name,
+        "suite_parameters": convert_to_json_serializable(result.suite_parameters),
+        "statistics": convert_to_json_serializable(result.statistics),
+        "meta": convert_to_json_serializable(result.meta),
+        "id": str(result.id) if result.id else None,
+    }
+
+
+def _expectation_result_json(entry: Any, convert: Any) -> dict:
+    config = entry.expectation_config
+    data = {
+        "success": entry.success,
+        "expectation_config": None if config is None else config.to_json_dict(),
+        "result": convert(entry.result),
+        "meta": convert(entry.meta),
+        "exception_info": convert(entry.exception_info),
+    }
+    if entry.rendered_content is not None:
+        data["rendered_content"] = convert(entry.rendered_content)
+    return data
 
 
 @dataclass
