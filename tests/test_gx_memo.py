@@ -205,3 +205,16 @@ def test_row_condition_applied_once_per_run(monkeypatch):
         for frame in (df, other, df):
             v.run_suite_on(v._get_batch_definition(), frame, suite, parameters)
     assert len(queries) == 2
+
+
+def test_column_types_read_once_per_frame_in_a_run():
+    """A run asks for the frame's column types once per expectation; the first answer serves the run."""
+    from types import SimpleNamespace
+
+    frame = v.records_frame(batch())
+    engine = SimpleNamespace(batch_manager=SimpleNamespace(active_batch_data=SimpleNamespace(dataframe=frame)))
+    with gx_memo.remembered():
+        first = gx_memo._columns(engine)
+        assert gx_memo._columns(engine) is first
+    assert first == tuple((str(name), str(dtype)) for name, dtype in frame.dtypes.items())
+    assert gx_memo._columns(engine) == first and gx_memo._columns(engine) is not first  # outside a run: afresh

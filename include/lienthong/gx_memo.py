@@ -31,6 +31,7 @@ costs like these. All five apply only inside :func:`remembered` (one validation,
   ``DataFrame.query`` for each metric of the expectation that has it, about five times a run, each parsing
   and evaluating the expression again. In a run, the rows a condition keeps of a frame are computed once; the
   later metrics get a shallow copy of them (pandas copies on write, so no metric sees another's changes).
+  The frame's column names and types, part of every plan's key, are likewise read once per run.
 
 ``LIENTHONG_GX_MEMO=0`` leaves GX as shipped (to compare, or should a GX release change what it reads).
 """
@@ -164,7 +165,13 @@ def _columns(engine) -> tuple | None:
     frame = getattr(getattr(manager, "active_batch_data", None), "dataframe", None)
     if not isinstance(frame, pd.DataFrame):
         return None
-    return tuple(zip(map(str, frame.columns), map(str, frame.dtypes)))
+    frames = getattr(_state, "frames", None)  # a run asks once per expectation: the answer is kept for the run
+    kept = None if frames is None else frames.get(("columns", id(frame)))
+    if kept is None:
+        kept = (frame, tuple(zip(map(str, frame.columns), map(str, frame.dtypes))))
+        if frames is not None:
+            frames[("columns", id(frame))] = kept
+    return kept[1]
 
 
 def _plan_key(configuration, runtime_configuration: dict | None, engine, columns: tuple | None) -> tuple | None:
@@ -308,13 +315,13 @@ def _install_row_conditions() -> None:
         return
 
     def apply_row_condition(self, data, row_condition, domain_kwargs):
-        filtered = getattr(_state, "filtered", None)
-        if filtered is None:
+        frames = getattr(_state, "frames", None)
+        if frames is None:
             return shipped(self, data, row_condition, domain_kwargs)
         key = (id(data), repr(row_condition), domain_kwargs.get("condition_parser"))
-        kept = filtered.get(key)
+        kept = frames.get(key)
         if kept is None:
-            kept = filtered[key] = (data, shipped(self, data, row_condition, domain_kwargs))
+            kept = frames[key] = (data, shipped(self, data, row_condition, domain_kwargs))
         return kept[1].copy(deep=False)
 
     apply_row_condition.__doc__ = shipped.__doc__
@@ -324,11 +331,11 @@ def _install_row_conditions() -> None:
 @contextmanager
 def remembered() -> Iterator[None]:
     """One validation, in this thread: configurations built once per expectation object, plain ids hashed as
-    they are, plans and dependencies looked up, row conditions applied once per frame."""
-    outer, outer_filtered = getattr(_state, "configurations", None), getattr(_state, "filtered", None)
+    they are, plans and dependencies looked up, row conditions applied and column types read once per frame."""
+    outer, outer_frames = getattr(_state, "configurations", None), getattr(_state, "frames", None)
     _state.configurations = {} if outer is None else outer
-    _state.filtered = {} if outer_filtered is None else outer_filtered
+    _state.frames = {} if outer_frames is None else outer_frames  # id(frame)-keyed entries hold their frame
     try:
         yield
     finally:
-        _state.configurations, _state.filtered = outer, outer_filtered
+        _state.configurations, _state.frames = outer, outer_frames
