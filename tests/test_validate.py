@@ -302,8 +302,8 @@ def test_result_json_is_what_gx_serialises():
         result = v.run_suite_on(v._get_batch_definition(), df, v.load_suite(suite_name), parameters)
         assert v.suite_result_json(result) == result.to_json_dict(), suite_name
         seen |= {"raised" if v._raised(e.exception_info) else e.success for e in result.results}
-    summary = v.run_suite_on(v._get_batch_definition(), v.batch_frame(3, {"title": [1, 3]}), v.load_suite("batch_level"),
-                             {"min_records": 5.0, "min_completeness": 0.9})
+    summary = v.run_suite_on(v._get_batch_definition(), v.batch_frame(3, {"title": [1, 3]}),
+                             v.load_suite("batch_level"), {"min_records": 5.0, "min_completeness": 0.9})
     assert v.suite_result_json(summary) == summary.to_json_dict()
     assert seen == {True, False, "raised"}
 

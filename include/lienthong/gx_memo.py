@@ -55,8 +55,9 @@ MAX_PLANS = 4096  # distinct expectations × policies; cleared when exceeded rat
 
 def install() -> bool:
     """Wrap ``Expectation.configuration``, ``IDDict.to_id``, the validator's planning, the dependencies
-    judged and the pandas engine's row conditions, once per process; False (GX left as shipped) when turned off or when the property is not what
-    this module expects. Each of the others is skipped alone when GX's own differs from what it replaces."""
+    judged and the pandas engine's row conditions, once per process; False (GX left as shipped) when turned
+    off or when the property is not what this module expects. Each of the others is skipped alone when GX's
+    own differs from what it replaces."""
     global _installed
     with _install_lock:
         if _installed:
