@@ -166,12 +166,20 @@ def _columns(engine) -> tuple | None:
     frame = getattr(getattr(manager, "active_batch_data", None), "dataframe", None)
     if not isinstance(frame, pd.DataFrame):
         return None
-    frames = getattr(_state, "frames", None)  # a run asks once per expectation: the answer is kept for the run
-    kept = None if frames is None else frames.get(("columns", id(frame)))
+    return _per_frame(frame, "columns", lambda: tuple(zip(map(str, frame.columns), map(str, frame.dtypes))))
+
+
+def _per_frame(frame, what, compute):
+    """``compute()``, kept for the rest of the run under (id(frame), what); computed afresh outside a run.
+
+    The entry holds the frame, so its id is not reused by another frame while the run lasts.
+    """
+    frames = getattr(_state, "frames", None)
+    if frames is None:
+        return compute()
+    kept = frames.get((id(frame), what))
     if kept is None:
-        kept = (frame, tuple(zip(map(str, frame.columns), map(str, frame.dtypes))))
-        if frames is not None:
-            frames[("columns", id(frame))] = kept
+        kept = frames[(id(frame), what)] = (frame, compute())
     return kept[1]
 
 
@@ -316,14 +324,11 @@ def _install_row_conditions() -> None:
         return
 
     def apply_row_condition(self, data, row_condition, domain_kwargs):
-        frames = getattr(_state, "frames", None)
-        if frames is None:
+        if getattr(_state, "frames", None) is None:
             return shipped(self, data, row_condition, domain_kwargs)
-        key = (id(data), repr(row_condition), domain_kwargs.get("condition_parser"))
-        kept = frames.get(key)
-        if kept is None:
-            kept = frames[key] = (data, shipped(self, data, row_condition, domain_kwargs))
-        return kept[1].copy(deep=False)
+        kept = _per_frame(data, (repr(row_condition), domain_kwargs.get("condition_parser")),
+                          lambda: shipped(self, data, row_condition, domain_kwargs))
+        return kept.copy(deep=False)
 
     apply_row_condition.__doc__ = shipped.__doc__
     PandasExecutionEngine._apply_row_condition_filter = apply_row_condition
@@ -335,7 +340,7 @@ def remembered() -> Iterator[None]:
     they are, plans and dependencies looked up, row conditions applied and column types read once per frame."""
     outer, outer_frames = getattr(_state, "configurations", None), getattr(_state, "frames", None)
     _state.configurations = {} if outer is None else outer
-    _state.frames = {} if outer_frames is None else outer_frames  # id(frame)-keyed entries hold their frame
+    _state.frames = {} if outer_frames is None else outer_frames  # see _per_frame
     try:
         yield
     finally:
